@@ -1,0 +1,39 @@
+"""Benchmark harness shared by ``fastgan bench`` and ``benchmarks/`` (pytest-benchmark)."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, List
+
+import torch
+
+
+def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times: List[float] = []
+    start = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs(nbytes: int = 256 << 20) -> float:
+    """Measured bandwidth of a large warm tensor copy in GB/s (bytes read + bytes written)."""
+    src = torch.ones(nbytes // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    t = median_seconds(lambda: dst.copy_(src), repeat=9, warmup=2)
+    return 2 * nbytes / t / 1e9
+
+
+def conv_gflops(shape=(8, 512, 32, 32), cout: int = 512, k: int = 3, dtype=torch.float32) -> float:
+    """Achieved GFLOP/s of a channels_last conv2d, the machine's practical compute peak."""
+    x = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(cout, shape[1], k, k, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        t = median_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=k // 2), repeat=5)
+    flops = 2 * shape[0] * cout * shape[1] * k * k * shape[2] * shape[3]
+    return flops / t / 1e9

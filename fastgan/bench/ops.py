@@ -1,0 +1,96 @@
+"""Op benchmarks: every usable backend against ``ref`` in one process (``fastgan bench ops``)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .. import backends, ops
+from . import median_seconds
+
+
+@dataclass
+class OpCase:
+    """One benchmark: ``make(backend, backward)`` returns a closure that runs the op once."""
+    op: str
+    shape: Sequence[int]
+    make: Callable[[str, bool], Callable[[], object]]
+    bytes_fwd: int          # minimal bytes moved by the forward (read input + write output)
+    bytes_fwdbwd: int       # the same for forward + backward
+
+
+def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, backward: bool) -> Callable[[], object]:
+    if not backward:
+        def run():
+            with torch.no_grad():
+                return fn(x)
+        return run
+    xg = x.detach().requires_grad_(True)
+
+    def run_bwd():
+        y = fn(xg)
+        (g,) = torch.autograd.grad(y, xg, torch.ones_like(y))
+        return g
+    return run_bwd
+
+
+def _resample_case(op: str, shape, dtype=torch.float32) -> OpCase:
+    n, c, h, w = shape
+    f = ops.setup_filter([1, 3, 3, 1])
+    x = torch.randn(shape, dtype=dtype)
+    fn = {"upsample2d": lambda b: (lambda t: ops.upsample2d(t, f, impl=b)),
+          "downsample2d": lambda b: (lambda t: ops.downsample2d(t, f, impl=b)),
+          "filter2d": lambda b: (lambda t: ops.filter2d(t, f, impl=b))}[op]
+    scale = {"upsample2d": 4, "downsample2d": 0.25, "filter2d": 1}[op]
+    elt = x.element_size()
+    nin = n * c * h * w
+    nout = int(nin * scale)
+    return OpCase(op, shape, lambda b, bwd: _fwd_bwd(fn(b), x, bwd),
+                  (nin + nout) * elt, 2 * (nin + nout) * elt)
+
+
+def _bias_act_case(shape, dtype=torch.float32) -> OpCase:
+    x = torch.randn(shape, dtype=dtype)
+    b = torch.randn(shape[1], dtype=dtype)
+    nbytes = x.numel() * x.element_size()
+
+    def make(backend, bwd):
+        return _fwd_bwd(lambda t: ops.bias_act(t, b, act="lrelu", gain=math.sqrt(2), clamp=256, impl=backend), x, bwd)
+    # forward: read x, write y; backward: read dy and x, write dx
+    return OpCase("bias_act lrelu", shape, make, 2 * nbytes, 5 * nbytes)
+
+
+def default_cases(quick: bool = False) -> List[OpCase]:
+    if quick:
+        return [_resample_case("upsample2d", (2, 64, 64, 64)), _resample_case("downsample2d", (2, 64, 64, 64)),
+                _resample_case("filter2d", (2, 64, 64, 64)), _bias_act_case((2, 128, 64, 64))]
+    return [_resample_case("upsample2d", (8, 512, 64, 64)), _resample_case("upsample2d", (4, 128, 256, 256)),
+            _resample_case("downsample2d", (8, 512, 64, 64)), _resample_case("downsample2d", (4, 128, 256, 256)),
+            _resample_case("filter2d", (4, 128, 256, 256)), _bias_act_case((8, 512, 64, 64))]
+
+
+def usable_backends(device: torch.device) -> List[str]:
+    names = []
+    for name in backends.NAMES:
+        if name == "ref" or (backends.available(name) and (name == "cpu") == (device.type == "cpu")):
+            names.append(name)
+    return names
+
+
+def run_cases(cases: List[OpCase], names: Optional[List[str]] = None, repeat: int = 5) -> List[Dict]:
+    """Time every case on every backend; ``speedup`` is relative to ref in the same process."""
+    names = names or usable_backends(torch.device("cpu"))
+    rows = []
+    for case in cases:
+        for bwd in (False, True):
+            base = None
+            for name in names:
+                t = median_seconds(case.make(name, bwd), repeat=repeat, warmup=1)
+                base = t if name == "ref" else base
+                nbytes = case.bytes_fwdbwd if bwd else case.bytes_fwd
+                rows.append({"op": case.op, "shape": list(case.shape), "pass": "fwd+bwd" if bwd else "fwd",
+                             "backend": name, "median_ms": t * 1e3, "GBps": nbytes / t / 1e9,
+                             "speedup_vs_ref": (base / t) if base else None})
+    return rows
