@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from .. import backends, ops
-from . import median_seconds
+from . import copy_bandwidth_gbs, median_seconds
 
 
 @dataclass
@@ -94,3 +94,21 @@ def run_cases(cases: List[OpCase], names: Optional[List[str]] = None, repeat: in
                              "backend": name, "median_ms": t * 1e3, "GBps": nbytes / t / 1e9,
                              "speedup_vs_ref": (base / t) if base else None})
     return rows
+
+
+def format_table(rows: List[Dict], bw: float) -> str:
+    out = [f"machine: {torch.get_num_threads()} threads, copy bandwidth {bw:.1f} GB/s",
+           f"{'op':18s} {'shape':20s} {'pass':8s} {'backend':8s} {'median ms':>10s} {'GB/s':>7s} "
+           f"{'%copy':>6s} {'x ref':>6s}"]
+    for r in rows:
+        sp = f"{r['speedup_vs_ref']:.2f}" if r["speedup_vs_ref"] else "-"
+        out.append(f"{r['op']:18s} {str(r['shape']):20s} {r['pass']:8s} {r['backend']:8s} "
+                   f"{r['median_ms']:10.2f} {r['GBps']:7.1f} {100 * r['GBps'] / bw:5.0f}% {sp:>6s}")
+    return "\n".join(out)
+
+
+def run(quick: bool = False, repeat: int = 5):
+    """The ``fastgan bench ops`` suite: returns (table text, JSON-able dict)."""
+    bw = copy_bandwidth_gbs(64 << 20 if quick else 256 << 20)
+    rows = run_cases(default_cases(quick), repeat=repeat)
+    return format_table(rows, bw), {"copy_GBps": bw, "threads": torch.get_num_threads(), "rows": rows}
