@@ -1,0 +1,91 @@
+"""adain against the direct formula on every backend, gradients to second order, bad input."""
+import os
+
+import pytest
+import torch
+
+import fastgan.ops as ops
+from fastgan import backends
+
+BACKENDS = [pytest.param("ref"), pytest.param("cpu", marks=pytest.mark.cpu_ext), pytest.param("triton")]
+
+
+def _need(backend):
+    if backend == "triton" and os.environ.get("TRITON_INTERPRET", "") != "1" and not torch.cuda.is_available():
+        pytest.skip("triton needs CUDA or TRITON_INTERPRET=1")
+    x = torch.zeros(1, 1, 2, 2)
+    try:
+        ops.adain(x, x[:, :, 0, 0], x[:, :, 0, 0], impl=backend)
+    except backends.BackendUnavailable as e:
+        pytest.skip(f"backend {backend!r} unavailable: {e}")
+
+
+def _direct(x, s, b, eps):
+    x64 = x.double()
+    mean = x64.mean(dim=(2, 3), keepdim=True)
+    var = ((x64 - mean) ** 2).mean(dim=(2, 3), keepdim=True)
+    return (x64 - mean) / torch.sqrt(var + eps) * s.double()[:, :, None, None] + b.double()[:, :, None, None]
+
+
+def _inputs(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3 + 1.5
+    s = torch.randn(shape[:2], generator=g, dtype=torch.float64)
+    b = torch.randn(shape[:2], generator=g, dtype=torch.float64)
+    return x.to(dtype), s.to(dtype), b.to(dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 1), (3, 4, 16, 16), (1, 1, 33, 65)])
+def test_adain_matches_formula(backend, shape):
+    _need(backend)
+    x, s, b = _inputs(shape, torch.float32)
+    y = ops.adain(x, s, b, impl=backend)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    torch.testing.assert_close(y.double(), _direct(x, s, b, 1e-8), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adain_eps_and_constant_plane(backend):
+    _need(backend)
+    x = torch.full((1, 2, 4, 4), 3.0)
+    x[0, 1] = torch.arange(16.0).reshape(4, 4)
+    s, b = torch.full((1, 2), 2.0), torch.full((1, 2), 0.5)
+    y = ops.adain(x, s, b, eps=0.1, impl=backend)
+    torch.testing.assert_close(y[0, 0], torch.full((4, 4), 0.5))  # zero variance: (x - mean) = 0 -> bias
+    torch.testing.assert_close(y.double(), _direct(x, s, b, 0.1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adain_gradients(backend):
+    _need(backend)
+    x, s, b = (t.requires_grad_(True) for t in _inputs((2, 3, 4, 5), torch.float64, seed=1))
+    fn = lambda x, s, b: ops.adain(x, s, b, eps=1e-3, impl=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, s, b))
+    assert torch.autograd.gradgradcheck(fn, (x, s, b))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adain_float32_grads_match_ref(backend):
+    _need(backend)
+    x, s, b = (t.requires_grad_(True) for t in _inputs((2, 8, 9, 11), torch.float32, seed=2))
+    g = torch.randn(x.shape)
+    got = torch.autograd.grad((ops.adain(x, s, b, impl=backend) * g).sum(), (x, s, b))
+    want = torch.autograd.grad((_direct(x, s, b, 1e-8) * g.double()).sum(), (x, s, b))
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a.double(), e.double(), rtol=1e-3, atol=1e-4)
+
+
+def test_adain_bad_input():
+    x = torch.randn(2, 3, 4, 4)
+    s = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="scale"):
+        ops.adain(x, torch.randn(3, 2), s)
+    with pytest.raises(ValueError, match="bias"):
+        ops.adain(x, s, torch.randn(2, 3, 1))
+    with pytest.raises(ValueError, match="x"):
+        ops.adain(x[0], s, s)
+    with pytest.raises(TypeError, match="x"):
+        ops.adain(x.long(), s, s)
+    with pytest.raises(ValueError, match="eps"):
+        ops.adain(x, s, s, eps=-1.0)

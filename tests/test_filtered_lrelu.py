@@ -1,0 +1,117 @@
+"""filtered_lrelu on every backend against ref: geometry corners, gradients to second order, bad input."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import fastgan.ops as ops
+from fastgan import backends
+
+FAST = [pytest.param("cpu", marks=pytest.mark.cpu_ext), pytest.param("triton")]
+
+
+def _need(backend):
+    if backend == "triton" and os.environ.get("TRITON_INTERPRET", "") != "1" and not torch.cuda.is_available():
+        pytest.skip("triton needs CUDA or TRITON_INTERPRET=1")
+    x = torch.zeros(1, 1, 2, 2)
+    try:
+        ops.filtered_lrelu(x, impl=backend)
+    except backends.BackendUnavailable as e:
+        pytest.skip(f"backend {backend!r} unavailable: {e}")
+
+
+def _taps(n, seed, ndim=1):
+    g = torch.Generator().manual_seed(seed)
+    f = torch.rand([n] * ndim, generator=g) + 0.2
+    return f / f.sum()
+
+
+# (up, down, padding, fu taps / 2-D size, fd taps, clamp, flip, slope, gain)
+GEOMS = [
+    (2, 2, [11, 10, 11, 10], 12, 12, 256.0, False, 0.2, np.sqrt(2)),     # SG3 layer
+    (4, 2, [-6, -9, -6, -9], 24, 12, 0.8, False, 0.2, np.sqrt(2)),        # SG3 up 4
+    (2, 2, [3, 5, 2, 6], (5, 2), (7, 2), 0.5, True, 0.1, 2.0),            # 2-D filters
+    (1, 1, 0, None, None, None, False, 1.0, 1.0),                        # ToRGB-like identity
+    (3, 1, [4, 2, 3, 5], 7, None, None, False, 0.3, 1.3),                 # up 3, no down filter
+    (1, 3, [2, 4, 5, 1], None, 9, 1.0, True, 0.0, 1.0),                  # down 3, relu
+    (2, 4, [20, 19, 18, 21], 40, 41, None, False, 0.2, 1.0),             # taps beyond any specialisation
+    (1, 1, [-15, 20, 3, -2], 3, (4, 2), None, False, 0.2, 1.0),          # crop beyond one edge
+]
+
+
+def _geom_args(geom, seed=0):
+    up, down, pad, nu, nd, clamp, flip, slope, gain = geom
+    mk = lambda n, s: None if n is None else (_taps(n[0], s, n[1]) if isinstance(n, tuple) else _taps(n, s))  # noqa
+    return dict(fu=mk(nu, seed), fd=mk(nd, seed + 1), up=up, down=down, padding=pad, clamp=clamp,
+                flip_filter=flip, slope=slope, gain=float(gain))
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("geom", GEOMS, ids=[f"g{i}" for i in range(len(GEOMS))])
+def test_matches_ref(backend, geom):
+    _need(backend)
+    kw = _geom_args(geom)
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 3, 9, 11, generator=g) * 2).requires_grad_(True)
+    b = torch.randn(3, generator=g).requires_grad_(True)
+    y_ref = ops.filtered_lrelu(x, b=b, impl="ref", **kw)
+    y = ops.filtered_lrelu(x, b=b, impl=backend, **kw)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5 * max(1.0, y_ref.abs().max().item()))
+    dy = torch.randn(y.shape, generator=g)
+    got = torch.autograd.grad(y, (x, b), dy)
+    want = torch.autograd.grad(y_ref, (x, b), dy)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(1.0, e.abs().max().item()))
+
+
+@pytest.mark.parametrize("backend", ["ref"] + FAST)
+@pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[4]], ids=["sg3", "2d", "up3"])
+def test_gradcheck_float64(backend, geom):
+    _need(backend)
+    kw = _geom_args(geom)
+    kw["clamp"] = None if kw["clamp"] is None else 3.0
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 4, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    b = torch.randn(2, generator=g, dtype=torch.float64).requires_grad_(True)
+    fn = lambda x, b: ops.filtered_lrelu(x, b=b, impl=backend, **kw)  # noqa: E731
+    # lrelu/clamp are piecewise linear: keep finite differences away from the kinks.
+    assert torch.autograd.gradcheck(fn, (x, b), eps=1e-7, atol=1e-5, fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, b), eps=1e-7, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_dtypes_and_layout(backend):
+    _need(backend)
+    kw = _geom_args(GEOMS[0])
+    x = torch.randn(2, 3, 8, 8)
+    y_ref = ops.filtered_lrelu(x, impl="ref", **kw)
+    y = ops.filtered_lrelu(x.contiguous(memory_format=torch.channels_last), impl=backend, **kw)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for dt, tol in ((torch.float64, 1e-10), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)):
+        y = ops.filtered_lrelu(x.to(dt), impl=backend, **kw)
+        assert y.dtype == dt
+        torch.testing.assert_close(y.double(), ops.filtered_lrelu(x.double(), impl="ref", **kw), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", ["ref"] + FAST)
+def test_bad_input(backend):
+    _need(backend)
+    x = torch.randn(1, 2, 6, 6)
+    f = _taps(4, 0)
+    with pytest.raises(ValueError, match="b must have"):
+        ops.filtered_lrelu(x, b=torch.zeros(3), impl=backend)
+    with pytest.raises(ValueError, match="x must have 4"):
+        ops.filtered_lrelu(x[0], impl=backend)
+    with pytest.raises(ValueError, match="fu"):
+        ops.filtered_lrelu(x, fu=torch.ones(2, 2, 2), impl=backend)
+    with pytest.raises(ValueError, match="up"):
+        ops.filtered_lrelu(x, up=0, impl=backend)
+    with pytest.raises(TypeError, match="down"):
+        ops.filtered_lrelu(x, down=1.5, impl=backend)
+    with pytest.raises(ValueError, match="clamp"):
+        ops.filtered_lrelu(x, clamp=-1, impl=backend)
+    with pytest.raises(ValueError, match="empty output"):
+        ops.filtered_lrelu(x, fu=f, fd=f, padding=-4, impl=backend)
+    with pytest.raises(ValueError, match="fd must not require grad"):
+        ops.filtered_lrelu(x, fd=f.clone().requires_grad_(True), impl=backend)
