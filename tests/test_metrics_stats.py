@@ -1,0 +1,65 @@
+"""FeatureStats: streaming mean/covariance vs numpy.cov, merging, save format, torch fallback path."""
+import numpy as np
+import pytest
+import torch
+
+import fastgan.metrics.stats as stats_mod
+from fastgan.metrics import FeatureStats
+
+
+def _features(seed, n=700, d=48, offset=50.0):
+    rng = np.random.default_rng(seed)
+    # A large common offset: naive sum-of-squares accumulation would lose digits here.
+    return (rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * 0.1 + offset).astype(np.float32)
+
+
+@pytest.mark.parametrize("path", ["blas", "torch"])
+def test_streaming_matches_numpy_cov(path, monkeypatch):
+    if path == "torch":
+        monkeypatch.setattr(stats_mod, "_dsyrk", lambda: None)
+    x = _features(0)
+    st = FeatureStats()
+    for i in range(0, len(x), 97):           # uneven batches
+        st.append(torch.from_numpy(x[i:i + 97]))
+    x64 = x.astype(np.float64)
+    mu, cov = st.mean_cov()
+    assert st.n == len(x)
+    np.testing.assert_allclose(mu, x64.mean(0), rtol=1e-13)
+    ref = np.cov(x64, rowvar=False)
+    np.testing.assert_allclose(cov, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    np.testing.assert_allclose(st.cov(ddof=0), np.cov(x64, rowvar=False, ddof=0), atol=1e-12 * np.abs(ref).max())
+    assert np.array_equal(cov, cov.T)
+
+
+def test_merge_equals_single_stream():
+    x = _features(1)
+    whole = FeatureStats().append(x)
+    a, b = FeatureStats().append(x[:250]), FeatureStats().append(x[250:])
+    a.merge(b)
+    assert a.n == whole.n
+    np.testing.assert_allclose(a.mean(), whole.mean(), rtol=1e-13)
+    np.testing.assert_allclose(a.cov(), whole.cov(), atol=1e-12 * np.abs(whole.cov()).max())
+    empty = FeatureStats().merge(b)
+    np.testing.assert_allclose(empty.cov(), FeatureStats().append(x[250:]).cov(), atol=1e-13)
+
+
+def test_save_writes_pytorch_fid_keys(tmp_path):
+    x = _features(2, n=50, d=6)
+    st = FeatureStats().append(x)
+    st.save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as f:
+        np.testing.assert_allclose(f["mu"], x.astype(np.float64).mean(0), rtol=1e-12)
+        np.testing.assert_allclose(f["sigma"], np.cov(x.astype(np.float64), rowvar=False), atol=1e-10)
+        assert int(f["n"]) == 50
+
+
+def test_errors():
+    st = FeatureStats(dim=4)
+    with pytest.raises(ValueError, match="D=4"):
+        st.append(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        st.append(np.zeros(4))
+    with pytest.raises(ValueError, match="at least 2"):
+        FeatureStats().append(np.zeros((1, 3))).cov()
+    with pytest.raises(ValueError, match="dim"):
+        FeatureStats(dim=0)
