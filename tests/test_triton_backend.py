@@ -252,6 +252,17 @@ def test_bias_act_golden(case):
                rtol=1e-5, atol=1e-5)
 
 
+def test_int64_indexing_path(monkeypatch):
+    """The int64-offset variants (used for tensors past 2**31 elements) compute the same values."""
+    from fastgan.backends.triton import _util
+    monkeypatch.setattr(_util, "INT32_LIMIT", 1)
+    for case in (UPF_CASES[4], UPF_CASES[8]):
+        x, f, kw = _upf_inputs(case)
+        _close(ops.upfirdn2d(x, f, impl=T, **kw), ops.upfirdn2d(x, f, impl="ref", **kw), torch.float64, str(case))
+    x, b = _ba_inputs((2, 3, 4), 1)
+    _close(ops.bias_act(x, b, act="elu", impl=T), ops.bias_act(x, b, act="elu", impl="ref"), torch.float64, "bias_act")
+
+
 # -------------------------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_raise_before_the_kernel():
     x = torch.randn(1, 2, 4, 4)

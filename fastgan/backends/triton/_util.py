@@ -28,3 +28,16 @@ def dense(t: torch.Tensor) -> torch.Tensor:
 def strided_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``t`` (shape of the dense tensor ``like``) with the strides of ``like``; copies only when they differ."""
     return t if t.stride() == like.stride() else torch.empty_like(like, dtype=t.dtype).copy_(t)
+
+
+INT32_LIMIT = 2 ** 31  # read at call time, so tests can lower it to exercise the int64 paths
+
+
+def needs_int64(*extents: int) -> bool:
+    """True when element offsets as large as ``max(extents)`` do not fit int32."""
+    return max(extents) >= INT32_LIMIT
+
+
+def extent(t: torch.Tensor) -> int:
+    """One past the largest element offset of ``t`` from its data pointer."""
+    return 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride())) if t.numel() else 0

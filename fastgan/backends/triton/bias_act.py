@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from ..activations import ACTIVATIONS
-from ._util import INTERPRET, acc_type, dense, strided_like
+from ._util import INTERPRET, acc_type, dense, needs_int64, strided_like
 
 # Elements per program. The interpreter pays per program, so it gets bigger blocks.
 _BLOCK = 8192 if INTERPRET else 1024
@@ -226,7 +226,7 @@ def _launch(kernel, tensors, x: torch.Tensor, b: Optional[torch.Tensor], dim: in
     kernel[(triton.cdiv(numel, _BLOCK),)](
         *tensors, numel, sdim, C, float(alpha), float(gain), float(clamp if clamp is not None else 0.0),
         ACT=ACTIVATIONS[act].code, HAS_B=b is not None, HAS_CLAMP=clamp is not None, ACC=acc_type(x.dtype),
-        BLOCK=_BLOCK, IDX64=numel + _BLOCK >= 2 ** 31)
+        BLOCK=_BLOCK, IDX64=needs_int64(numel + _BLOCK))
 
 
 def _bias_arg(b: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:

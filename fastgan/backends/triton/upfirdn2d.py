@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._util import INTERPRET, acc_torch_dtype, acc_type
+from ._util import INTERPRET, acc_torch_dtype, acc_type, extent, needs_int64
 
 # Elements per program tile: the interpreter pays per program, a GPU wants ~1-2K outputs per CTA.
 _TILE = 8192 if INTERPRET else 1024
@@ -45,7 +45,7 @@ def _upfirdn2d_kernel(
     FH: tl.constexpr, FW: tl.constexpr, UPX: tl.constexpr, UPY: tl.constexpr,
     DOWNX: tl.constexpr, DOWNY: tl.constexpr,
     PX: tl.constexpr, PY: tl.constexpr, SX: tl.constexpr, SY: tl.constexpr, TX: tl.constexpr, TY: tl.constexpr,
-    BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, ACC: tl.constexpr,
+    BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr,
 ):
     # PX, PY: phase periods; SX, SY: input step per phase-local output step; TX, TY: taps per phase.
     pid = tl.program_id(0)
@@ -59,6 +59,9 @@ def _upfirdn2d_kernel(
     c = cb * BC + tl.arange(0, BC)
     iy = ty * BH + tl.arange(0, BH)
     ix = tx * BW + tl.arange(0, BW)
+    if IDX64:  # every offset derived from iy, ix (and c, n below) is then computed in int64
+        iy = iy.to(tl.int64)
+        ix = ix.to(tl.int64)
     c_ok = (c < C)[:, None, None]
     x_nc = x_ptr + n.to(tl.int64) * sxn + (c.to(tl.int64) * sxc)[:, None, None]
     y_nc = y_ptr + n.to(tl.int64) * syn + (c.to(tl.int64) * syc)[:, None, None]
@@ -130,8 +133,10 @@ def _pass(x: torch.Tensor, f: torch.Tensor, fh: int, fw: int, sfh: int, sfw: int
         pad[0], pad[2], float(gain), n_cb, n_ty, n_tx,
         FH=fh, FW=fw, UPX=upx, UPY=upy, DOWNX=downx, DOWNY=downy,
         PX=px, PY=py, SX=px * downx // upx, SY=py * downy // upy, TX=triton.cdiv(fw, upx), TY=triton.cdiv(fh, upy),
-        BC=bc, BH=bh, BW=bw,
-        ACC=acc_type(x.dtype), num_warps=4)
+        BC=bc, BH=bh, BW=bw, ACC=acc_type(x.dtype),
+        # masked lanes of edge tiles form offsets beyond the tensors: keep a wide margin
+        IDX64=needs_int64(2 * extent(x) + _TILE * max(x.stride()), 2 * extent(out) + _TILE * max(out.stride())),
+        num_warps=4)
 
 
 def _empty(x: torch.Tensor, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
