@@ -22,24 +22,28 @@ class OpCase:
 
 
 def _fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, backward: bool) -> Callable[[], object]:
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)  # time the kernels, not their launch
     if not backward:
         def run():
             with torch.no_grad():
-                return fn(x)
+                y = fn(x)
+            sync()
+            return y
         return run
     xg = x.detach().requires_grad_(True)
 
     def run_bwd():
         y = fn(xg)
         (g,) = torch.autograd.grad(y, xg, torch.ones_like(y))
+        sync()
         return g
     return run_bwd
 
 
-def _resample_case(op: str, shape, dtype=torch.float32) -> OpCase:
+def _resample_case(op: str, shape, dtype=torch.float32, device="cpu") -> OpCase:
     n, c, h, w = shape
-    f = ops.setup_filter([1, 3, 3, 1])
-    x = torch.randn(shape, dtype=dtype)
+    f = ops.setup_filter([1, 3, 3, 1], device=device)
+    x = torch.randn(shape, dtype=dtype, device=device)
     fn = {"upsample2d": lambda b: (lambda t: ops.upsample2d(t, f, impl=b)),
           "downsample2d": lambda b: (lambda t: ops.downsample2d(t, f, impl=b)),
           "filter2d": lambda b: (lambda t: ops.filter2d(t, f, impl=b))}[op]
@@ -51,9 +55,9 @@ def _resample_case(op: str, shape, dtype=torch.float32) -> OpCase:
                   (nin + nout) * elt, 2 * (nin + nout) * elt)
 
 
-def _bias_act_case(shape, dtype=torch.float32) -> OpCase:
-    x = torch.randn(shape, dtype=dtype)
-    b = torch.randn(shape[1], dtype=dtype)
+def _bias_act_case(shape, dtype=torch.float32, device="cpu") -> OpCase:
+    x = torch.randn(shape, dtype=dtype, device=device)
+    b = torch.randn(shape[1], dtype=dtype, device=device)
     nbytes = x.numel() * x.element_size()
 
     def make(backend, bwd):
@@ -62,13 +66,15 @@ def _bias_act_case(shape, dtype=torch.float32) -> OpCase:
     return OpCase("bias_act lrelu", shape, make, 2 * nbytes, 5 * nbytes)
 
 
-def default_cases(quick: bool = False) -> List[OpCase]:
+def default_cases(quick: bool = False, device="cpu") -> List[OpCase]:
+    def rs(op, shape):
+        return _resample_case(op, shape, device=device)
     if quick:
-        return [_resample_case("upsample2d", (2, 64, 64, 64)), _resample_case("downsample2d", (2, 64, 64, 64)),
-                _resample_case("filter2d", (2, 64, 64, 64)), _bias_act_case((2, 128, 64, 64))]
-    return [_resample_case("upsample2d", (8, 512, 64, 64)), _resample_case("upsample2d", (4, 128, 256, 256)),
-            _resample_case("downsample2d", (8, 512, 64, 64)), _resample_case("downsample2d", (4, 128, 256, 256)),
-            _resample_case("filter2d", (4, 128, 256, 256)), _bias_act_case((8, 512, 64, 64))]
+        return [rs("upsample2d", (2, 64, 64, 64)), rs("downsample2d", (2, 64, 64, 64)),
+                rs("filter2d", (2, 64, 64, 64)), _bias_act_case((2, 128, 64, 64), device=device)]
+    return [rs("upsample2d", (8, 512, 64, 64)), rs("upsample2d", (4, 128, 256, 256)),
+            rs("downsample2d", (8, 512, 64, 64)), rs("downsample2d", (4, 128, 256, 256)),
+            rs("filter2d", (4, 128, 256, 256)), _bias_act_case((8, 512, 64, 64), device=device)]
 
 
 def usable_backends(device: torch.device) -> List[str]:
@@ -79,9 +85,10 @@ def usable_backends(device: torch.device) -> List[str]:
     return names
 
 
-def run_cases(cases: List[OpCase], names: Optional[List[str]] = None, repeat: int = 5) -> List[Dict]:
+def run_cases(cases: List[OpCase], names: Optional[List[str]] = None, repeat: int = 5,
+              device="cpu") -> List[Dict]:
     """Time every case on every backend; ``speedup`` is relative to ref in the same process."""
-    names = names or usable_backends(torch.device("cpu"))
+    names = names or usable_backends(torch.device(device))
     rows = []
     for case in cases:
         for bwd in (False, True):
@@ -107,8 +114,21 @@ def format_table(rows: List[Dict], bw: float) -> str:
     return "\n".join(out)
 
 
-def run(quick: bool = False, repeat: int = 5):
-    """The ``fastgan bench ops`` suite: returns (table text, JSON-able dict)."""
-    bw = copy_bandwidth_gbs(64 << 20 if quick else 256 << 20)
-    rows = run_cases(default_cases(quick), repeat=repeat)
-    return format_table(rows, bw), {"copy_GBps": bw, "threads": torch.get_num_threads(), "rows": rows}
+def _cuda_copy_bandwidth_gbs(nbytes: int) -> float:
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    t = median_seconds(lambda: (dst.copy_(src), torch.cuda.synchronize()), repeat=9, warmup=2)
+    return 2 * nbytes / t / 1e9
+
+
+def run(quick: bool = False, repeat: int = 5, device: Optional[str] = None):
+    """The ``fastgan bench ops`` suite: returns (table text, JSON-able dict).
+
+    ``device`` None means CUDA tensors when a GPU is visible (backends triton/cuda vs ref), else CPU.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    nbytes = 64 << 20 if quick else 256 << 20
+    bw = _cuda_copy_bandwidth_gbs(nbytes) if device == "cuda" else copy_bandwidth_gbs(nbytes)
+    rows = run_cases(default_cases(quick, device), repeat=repeat, device=device)
+    return format_table(rows, bw), {"device": device, "copy_GBps": bw, "threads": torch.get_num_threads(),
+                                    "rows": rows}
