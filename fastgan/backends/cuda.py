@@ -1,0 +1,53 @@
+"""The ``cuda`` backend: kernel primitives of the CUDA extension ``fastgan._C_cuda``.
+
+The functions take already validated, normalised arguments (see ``fastgan.ops``); the shared autograd
+wrappers in ``fastgan.ops`` call them. All tensors must be on one CUDA device.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from .activations import ACTIVATIONS
+
+try:
+    from .. import _C_cuda as _C
+except ImportError as e:  # the loader reports this as "cuda unavailable: ..."
+    raise ImportError(
+        f"fastgan._C_cuda is not built ({e}); it needs a CUDA build of torch and nvcc: "
+        "FASTGAN_BUILD_CUDA=1 pip install --no-build-isolation -e .") from e
+
+__all__ = ["upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
+              pad: Tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
+    """``x`` [N,C,H,W]; ``f`` [fh,fw] or [ft] (separable); up/down (x, y); pad (x0, x1, y0, y1); total ``gain``.
+
+    Returns [N, C, (H*upy+y0+y1-fh+downy)//downy, (W*upx+x0+x1-fw+downx)//downx] in x's dtype and memory format.
+    """
+    return _C.upfirdn2d(x, f, list(up), list(down), list(pad), bool(flip_filter), float(gain))
+
+
+def _clamp(clamp: Optional[float]) -> Optional[float]:
+    return None if clamp is None else float(clamp)
+
+
+def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+             clamp: Optional[float]) -> torch.Tensor:
+    """``clamp(act(x + b) * gain)``, shape, dtype and memory format of ``x``."""
+    return _C.bias_act(x, b, dim, ACTIVATIONS[act].code, float(alpha), float(gain), _clamp(clamp))
+
+
+def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
+                  gain: float, clamp: Optional[float]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(dx, db)``: dx = dy*gain*act'(x+b), zero where the output was clamped; db (b's dtype) or None."""
+    dx, db = _C.bias_act_grad(dy, x, b, dim, ACTIVATIONS[act].code, float(alpha), float(gain), _clamp(clamp))
+    return dx, (db if b is not None else None)
+
+
+def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
+                   alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
+    """``g*dy*gain*act''(x+b)``, zero where the output was clamped (the x-gradient of :func:`bias_act_grad`)."""
+    return _C.bias_act_grad2(g, dy, x, b, dim, ACTIVATIONS[act].code, float(alpha), float(gain), _clamp(clamp))
