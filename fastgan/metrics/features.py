@@ -79,7 +79,7 @@ class _FileDataset(torch.utils.data.Dataset):
                 im.load()
                 if im.mode not in ("L", "RGB", "RGBA"):
                     im = im.convert("RGB")
-                arr = np.asarray(im)
+                arr = np.array(im)
         except Exception as e:  # PIL raises many types; the caller needs the file name
             raise ValueError(f"cannot read image {where}: {type(e).__name__}: {e}") from None
         if arr.dtype != np.uint8:
@@ -116,12 +116,11 @@ class ImageFiles:
         return len(self.names)
 
     def _collate(self, items):
-        shapes = {t.shape for t, _ in items}
-        if len(shapes) > 1:
-            first = items[0][0].shape
-            odd = next(i for t, i in items if t.shape != first)
-            raise ValueError(f"image {self.names[odd]} in {self.path} has shape {tuple(items[odd][0].shape)} "
-                             f"but others have {tuple(first)}: all images must be the same size")
+        first = items[0][0].shape
+        for t, idx in items:
+            if t.shape != first:
+                raise ValueError(f"image {self.names[idx]} in {self.path} has shape {tuple(t.shape)} but "
+                                 f"{self.names[items[0][1]]} has {tuple(first)}: all images must be the same size")
         return torch.stack([t for t, _ in items])
 
     def batches(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
