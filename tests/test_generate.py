@@ -1,0 +1,207 @@
+"""Generation API, fastgan's safetensors format and the generate/mix/interpolate/convert/info commands,
+on tiny networks written by the tests."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fastgan
+from fastgan.cli import main
+from fastgan.generation import grid_image, parse_grid, parse_range, seeds_to_z, slerp, to_uint8
+from fastgan.nets import stylegan2, stylegan3
+from fastgan.serialize import save_network
+
+from nvlabs_pickle import snapshot_bytes
+
+TINY = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=128, channel_max=16,
+            num_fp16_res=0, mapping_kwargs={"num_layers": 2})
+
+
+def tiny_G(c_dim: int = 0, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    G = stylegan2.Generator(**{**TINY, "c_dim": c_dim}).eval()
+    with torch.no_grad():  # non-trivial noise strengths, biases and w_avg
+        for name, p in G.named_parameters():
+            if name.endswith(("noise_strength", "bias")):
+                p.normal_(0, 0.1)
+        G.mapping.w_avg.normal_(0, 1)
+    return G.requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def tiny_pkl(tmp_path_factory):
+    path = tmp_path_factory.mktemp("net") / "tiny.pkl"
+    path.write_bytes(snapshot_bytes(tiny_G(), None, TINY))
+    return path
+
+
+def test_parse_helpers():
+    assert parse_range("0-3,7,10-11") == [0, 1, 2, 3, 7, 10, 11]
+    assert parse_range([3, 1]) == [3, 1]
+    assert parse_grid("8x4") == (8, 4)
+    for bad in ("3-1", "a", "1,,2"):
+        with pytest.raises(ValueError):
+            parse_range(bad)
+    with pytest.raises(ValueError, match="COLSxROWS"):
+        parse_grid("8")
+
+
+def test_seeds_follow_nvlabs_randomstate():
+    z = seeds_to_z([0, 42], 5)
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z[1], np.random.RandomState(42).randn(1, 5)[0].astype(np.float32))
+    with pytest.raises(ValueError, match="seeds"):
+        seeds_to_z([-1], 3)
+
+
+def test_generate_matches_manual_forward_and_is_batch_independent():
+    G = tiny_G()
+    imgs = fastgan.generate(G, seeds=[3, 1, 4], truncation_psi=0.7, batch_size=2)
+    assert imgs.dtype == np.uint8 and imgs.shape == (3, 16, 16, 3)
+    z = torch.from_numpy(seeds_to_z([3, 1, 4], G.z_dim))
+    with torch.no_grad():
+        ref = G(z, None, truncation_psi=0.7, noise_mode="const")
+    expect = (ref.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(imgs, expect)
+    np.testing.assert_array_equal(fastgan.generate(G, seeds=[4], truncation_psi=0.7, batch_size=1)[0], imgs[2])
+    assert len(np.unique(imgs)) > 20  # not a constant image
+
+
+def test_generate_classes_and_precision():
+    G = tiny_G(c_dim=4)
+    a = fastgan.generate(G, seeds=[0, 1], class_idx=1)
+    b = fastgan.generate(G, seeds=[0, 1], class_idx=2)
+    assert not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="conditional"):
+        fastgan.generate(G, seeds=[0])
+    with pytest.raises(ValueError, match="class index"):
+        fastgan.generate(G, seeds=[0], class_idx=4)
+    with pytest.raises(ValueError, match="unconditional"):
+        fastgan.generate(tiny_G(), seeds=[0], class_idx=0)
+    low = fastgan.generate(G, seeds=[0, 1], class_idx=1, precision="bf16").astype(np.float64)
+    assert np.abs(low - a).mean() < 0.02 * 127.5  # mean |diff| <= 0.02 in [-1, 1] units
+
+
+def test_grid_slerp_to_uint8():
+    imgs = np.arange(2 * 2 * 2 * 1, dtype=np.uint8).reshape(2, 2, 2, 1)
+    g = grid_image(imgs, 2, 1)
+    assert g.shape == (2, 4, 1) and np.array_equal(g[:, 2:], imgs[1])
+    a, b = torch.randn(3, 6), torch.randn(3, 6)
+    torch.testing.assert_close(slerp(a, b, torch.zeros(3)), a)
+    torch.testing.assert_close(slerp(a, b, torch.ones(3)), b, rtol=1e-5, atol=1e-5)
+    assert to_uint8(torch.tensor([[[[-2.0, 0.0, 2.0]]]])).tolist() == [[[[0], [128], [255]]]]
+
+
+@pytest.mark.parametrize("kind", ["sg2", "sg3"])
+def test_save_load_round_trip(tmp_path, kind):
+    if kind == "sg2":
+        G = tiny_G(c_dim=3)
+    else:
+        torch.manual_seed(0)
+        G = stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=64,
+                                channel_max=8, num_layers=4, num_critical=1, num_fp16_res=0,
+                                mapping_kwargs={"num_layers": 1}).eval()
+    path = save_network(G, tmp_path / "net")
+    assert path.name == "net.safetensors" and (tmp_path / "net.json").is_file()
+    config = json.loads((tmp_path / "net.json").read_text())
+    assert config["class"] == f"fastgan.nets.{'stylegan2' if kind == 'sg2' else 'stylegan3'}.Generator"
+    H = fastgan.load_network(path)
+    assert type(H) is type(G) and not H.training
+    for (k, a), (k2, b) in zip(G.state_dict().items(), H.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    ws = torch.randn(2, G.num_ws, G.w_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(H.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const"),
+                                   rtol=0, atol=0)
+    assert type(fastgan.load_network(tmp_path / "net.json")) is type(G)
+
+
+def test_format_refuses_unknown_classes(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "evil.safetensors"), metadata={"fastgan": json.dumps(
+        {"format": "fastgan.network", "version": 1, "class": "os.system", "init_kwargs": {}})})
+    with pytest.raises(ValueError, match="unknown network class 'os.system'"):
+        fastgan.load_network(tmp_path / "evil.safetensors")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(ValueError, match="no fastgan config"):
+        fastgan.load_network(tmp_path / "bare.safetensors")
+
+
+def test_cli_generate(tmp_path, tiny_pkl, capsys):
+    out = tmp_path / "out"
+    rc = main(["generate", "--network", str(tiny_pkl), "--seeds", "0-4", "--trunc", "0.7", "--outdir", str(out),
+               "--grid", "3x2", "--batch", "2", "--no-progress"])
+    assert rc == 0
+    from PIL import Image
+
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["grid.png", "seed0000.png", "seed0001.png", "seed0002.png", "seed0003.png", "seed0004.png"]
+    expect = fastgan.generate(fastgan.load_network(tiny_pkl), seeds=range(5), truncation_psi=0.7)
+    for s in range(5):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"seed{s:04d}.png")), expect[s])
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape == (32, 48, 3)
+    np.testing.assert_array_equal(grid[16:, :16], expect[3])
+    assert not list(out.glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+def test_cli_mix_interpolate_info(tmp_path, tiny_pkl, capsys):
+    from PIL import Image
+
+    assert main(["mix", "--network", str(tiny_pkl), "--rows", "1,2", "--cols", "3,4,5", "--styles", "0-3",
+                 "--outdir", str(tmp_path / "mix"), "--save-cells", "--no-progress"]) == 0
+    grid = np.asarray(Image.open(tmp_path / "mix" / "grid.png"))
+    assert grid.shape == (3 * 16, 4 * 16, 3)
+    cell = np.asarray(Image.open(tmp_path / "mix" / "1-4.png"))
+    np.testing.assert_array_equal(grid[16:32, 32:48], cell)
+    G = fastgan.load_network(tiny_pkl)
+    np.testing.assert_array_equal(grid[:16, 16:32], fastgan.generate(G, seeds=[3])[0])
+
+    assert main(["interpolate", "--network", str(tiny_pkl), "--seeds", "1,2", "--frames", "3",
+                 "--out", str(tmp_path / "frames"), "--no-progress"]) == 0
+    frames = sorted((tmp_path / "frames").glob("frame*.png"))
+    assert len(frames) == 4  # 3 transition frames + the last keyframe
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[0])), fastgan.generate(G, seeds=[1])[0])
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[-1])), fastgan.generate(G, seeds=[2])[0])
+    pytest.importorskip("imageio", reason="GIF output needs imageio")
+    assert main(["interpolate", "--network", str(tiny_pkl), "--seeds", "1,2", "--frames", "2", "--space", "z",
+                 "--out", str(tmp_path / "walk.gif"), "--no-progress"]) == 0
+    assert (tmp_path / "walk.gif").stat().st_size > 0
+
+    capsys.readouterr()
+    assert main(["info", str(tiny_pkl)]) == 0
+    text = capsys.readouterr().out
+    assert "fastgan.nets.stylegan2.Generator" in text and "16x16" in text and "num_ws=6" in text
+
+
+def test_cli_convert_round_trip(tmp_path, tiny_pkl):
+    st = tmp_path / "g.safetensors"
+    assert main(["convert", str(tiny_pkl), str(st)]) == 0
+    assert main(["convert", str(st), str(tmp_path / "g.pt")]) == 0
+    assert main(["convert", str(tiny_pkl), str(tmp_path / "g.npz")]) == 0
+    ref = fastgan.load_network(tiny_pkl).state_dict()
+    sd = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert list(sd) == list(ref) and "mapping.fc0.weight" in sd and "synthesis.b4.conv1.noise_const" in sd
+    with np.load(tmp_path / "g.npz") as z:
+        for k, v in ref.items():
+            assert torch.equal(sd[k], v) and np.array_equal(z[k], v.numpy()), k
+    assert main(["convert", str(tiny_pkl), str(tmp_path / "g.txt")]) == 2
+
+
+def test_cli_refuses_hostile_pickle(tmp_path, capsys):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    bad = tmp_path / "evil.pkl"
+    bad.write_bytes(pickle.dumps({"G_ema": Evil()}))
+    assert main(["generate", "--network", str(bad), "--seeds", "0", "--outdir", str(tmp_path / "o")]) == 2
+    assert "refused global" in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists()
