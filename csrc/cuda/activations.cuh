@@ -2,7 +2,7 @@
 //
 // The derivatives follow what torch autograd computes for the ref backend, including the value
 // chosen at kinks: relu' = 1 only for z > 0, lrelu' = 1 for z > 0 else alpha, elu'/selu' use the
-// exponential branch for z <= 0, softplus (beta 1, threshold 20) is linear for z > 20 and its
+// exponential branch for z <= 0 but elu''/selu'' only for z < 0 (0 at z = 0), softplus (beta 1, threshold 20) is linear for z > 20 and its
 // second derivative is nonzero only for z < 20.
 #pragma once
 
@@ -71,7 +71,7 @@ __device__ __forceinline__ ActValue<A> activate(int act, A z, A alpha) {
       const A e = fg_exp(pos ? A(0) : z);
       v.y = pos ? z : fg_expm1(z);
       v.d = pos ? A(1) : e;
-      v.d2 = pos ? A(0) : e;
+      v.d2 = z < A(0) ? e : A(0);
       break;
     }
     case kSelu: {
@@ -80,7 +80,7 @@ __device__ __forceinline__ ActValue<A> activate(int act, A z, A alpha) {
       const A e = fg_exp(pos ? A(0) : z);
       v.y = pos ? scale * z : sa * fg_expm1(z);
       v.d = pos ? scale : sa * e;
-      v.d2 = pos ? A(0) : sa * e;
+      v.d2 = z < A(0) ? sa * e : A(0);
       break;
     }
     case kSoftplus: {
