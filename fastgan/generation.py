@@ -106,6 +106,10 @@ def iter_generate(G: torch.nn.Module, seeds: Iterable[int], truncation_psi: floa
         chunk = seeds[i:i + batch_size]
         z = torch.from_numpy(seeds_to_z(chunk, G.z_dim)).to(dev)
         c = class_labels(G, class_idx, len(chunk), dev)
+        if not hasattr(G, "mapping"):  # e.g. DCGAN: no W space, no truncation or noise
+            with torch.no_grad(), _precision(precision):
+                yield chunk, to_uint8(G(z, c).to(torch.float32))
+            continue
         with torch.no_grad():
             ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         yield chunk, to_uint8(synthesize_ws(G, ws, noise_mode, precision))

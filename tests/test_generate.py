@@ -205,3 +205,77 @@ def test_cli_refuses_hostile_pickle(tmp_path, capsys):
     assert main(["generate", "--network", str(bad), "--seeds", "0", "--outdir", str(tmp_path / "o")]) == 2
     assert "refused global" in capsys.readouterr().err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_stylegan_v1_layer_matches_plain_torch():
+    from fastgan.nets.stylegan import StyleLayer
+
+    torch.manual_seed(1)
+    layer = StyleLayer(4, 5, w_dim=6, resolution=8, up=True)
+    with torch.no_grad():
+        layer.noise_strength.normal_()
+        layer.bias.normal_()
+    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 6)
+    y = layer(x, w, noise_mode="const")
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    h = torch.nn.functional.conv2d(up, layer.weight / 6.0, padding=1)  # 1/sqrt(4*9)
+    blur = torch.tensor([1.0, 2.0, 1.0])
+    k = torch.outer(blur, blur) / 16
+    h = torch.nn.functional.conv2d(torch.nn.functional.pad(h, [1, 1, 1, 1]), k.expand(5, 1, 3, 3), groups=5)
+    h = h + layer.noise_const * layer.noise_strength.reshape(1, -1, 1, 1) + layer.bias.reshape(1, -1, 1, 1)
+    h = torch.nn.functional.leaky_relu(h, 0.2) * np.sqrt(2)
+    h = (h - h.mean([2, 3], keepdim=True)) * (h.var([2, 3], unbiased=False, keepdim=True) + 1e-8).rsqrt()
+    s = layer.style(w).reshape(2, 2, 5)
+    torch.testing.assert_close(y, h * (s[:, 0, :, None, None] + 1) + s[:, 1, :, None, None], rtol=1e-4, atol=1e-5)
+
+
+def test_stylegan_v1_generator_truncation_mixing_round_trip(tmp_path):
+    from fastgan.nets import stylegan
+
+    torch.manual_seed(0)
+    G = stylegan.Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=16,
+                           mapping_kwargs={"num_layers": 2}).eval()
+    assert G.num_ws == 6
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.normal_()
+        a = G(z, None, noise_mode="const")
+        b = G(z, None, truncation_psi=0.0, noise_mode="const")
+        torch.testing.assert_close(b[0], b[1])  # psi 0: every sample is the average image
+        assert not torch.allclose(a[0], a[1])
+        assert not torch.equal(G(z, None, noise_mode="random"), G(z, None, noise_mode="random"))
+        ws_a, ws_b = G.mapping(z, None), G.mapping(torch.randn(3, 8), None)
+        mixed = stylegan.mix_styles(ws_a, ws_b, range(4, 6))
+        assert torch.equal(mixed[:, :4], ws_a[:, :4]) and torch.equal(mixed[:, 4:], ws_b[:, 4:])
+        G.train()
+        torch.manual_seed(5)
+        assert not torch.allclose(G(z, None, noise_mode="const"), a)  # style mixing regularisation
+        G.eval()
+    H = fastgan.load_network(save_network(G, tmp_path / "v1"))
+    with torch.no_grad():
+        torch.testing.assert_close(H(z, None, noise_mode="const"), a, rtol=0, atol=0)
+    assert fastgan.generate(H, seeds=[0, 1], truncation_psi=0.7).shape == (2, 16, 16, 3)
+
+
+def test_dcgan_shapes_training_step_and_round_trip(tmp_path):
+    from fastgan.nets import dcgan
+
+    torch.manual_seed(0)
+    G, D = dcgan.Generator(z_dim=8, img_resolution=16, channel_base=128), dcgan.Discriminator(16, channel_base=128)
+    img = G(torch.randn(4, 8))
+    assert img.shape == (4, 3, 16, 16) and img.abs().max() <= 1
+    logits = D(img)
+    assert logits.shape == (4, 1)
+    torch.nn.functional.softplus(-logits).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+    G.eval()
+    z = torch.randn(2, 8)
+    H = fastgan.load_network(save_network(G, tmp_path / "dcgan"))
+    with torch.no_grad():
+        torch.testing.assert_close(H(z), G(z), rtol=0, atol=0)
+    assert fastgan.generate(H, seeds=[0, 1]).shape == (2, 16, 16, 3)
+    with pytest.raises(ValueError, match="power of 2"):
+        dcgan.Generator(img_resolution=48)

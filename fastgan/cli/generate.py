@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._netargs import add_network_args, backend_scope, load, require_generator
+from ._netargs import add_network_args, backend_scope, load
 
 
 def add_parser(sub) -> None:
@@ -26,7 +26,8 @@ def run(args) -> int:
     if args.no_images and grid is None:
         raise ValueError("--no-images needs --grid")
     G = load(args)
-    require_generator(G, "generate")
+    if not hasattr(G, "z_dim"):
+        raise ValueError(f"generate needs a generator, got {type(G).__name__}")
     outdir = Path(args.outdir)
     canvas = None
     if grid is not None:
