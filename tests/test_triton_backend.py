@@ -3,6 +3,9 @@
 TRITON_INTERPRET=1 must be set before triton is imported (``triton.jit`` reads it when a kernel is
 defined); this module sets it at collection time, so the whole session sees it.
 """
+import importlib
+import itertools
+import math
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
@@ -100,6 +103,50 @@ def test_upfirdn2d_layouts(fshape):
     _close(y, ops.upfirdn2d(xs.contiguous(), f, impl="ref", **kw), torch.float64, "strided view")
     yt = ops.upfirdn2d(x.transpose(2, 3), f, impl=T, **kw)
     _close(yt, ops.upfirdn2d(x.transpose(2, 3).contiguous(), f, impl="ref", **kw), torch.float64, "transposed")
+
+
+def _kernels():
+    return importlib.import_module("fastgan.backends.triton.upfirdn2d")  # the package re-exports the function
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upfirdn2d_many_small_tiles(monkeypatch, channels_last):
+    """Tiles much smaller than the image (as on a GPU): unmasked interior tiles, edge tiles, several per plane."""
+    monkeypatch.setattr(_kernels(), "_TILE", 64)
+    monkeypatch.setattr(_kernels(), "_MAX_BW", 8)
+    for case in (((1, 1, 18, 20), (4, 4), 2, 1, [2, 1, 2, 1], False, 1.0),
+                 ((1, 3, 19, 11), (5,), 1, 2, [2, 2, 1, 3], True, 1.0)):
+        x, f, kw = _upf_inputs(case)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        _close(ops.upfirdn2d(x, f, impl=T, **kw), ops.upfirdn2d(x, f, impl="ref", **kw), torch.float64, str(case))
+
+
+def test_inner_tiles_match_brute_force():
+    """The tiles run without masks are exactly those whose outputs exist and whose reads stay inside x."""
+    inner = _kernels()._inner_tiles
+    count = 0
+    for n_in, pad0, up, down, taps, block in itertools.product((1, 5, 16), (-3, 0, 2, 7), (1, 2, 4), (1, 2, 4),
+                                                               (1, 2, 3), (1, 2, 4)):
+        f = up * taps - (up > 1)  # a filter length with ceil(f / up) == taps
+        n_out = (n_in * up + 2 * pad0 - f + down) // down
+        if n_out < 1:
+            continue
+        p = up // math.gcd(up, down)
+        good = []
+        for t in range(-(-n_out // block) + 1):
+            ok = True
+            for i in range(t * block, t * block + block):
+                for r in range(p):
+                    o = r + p * i
+                    k0 = (pad0 - o * down) % up
+                    first = (o * down - pad0 + k0) // up
+                    ok &= o < n_out and first >= 0 and first + taps - 1 < n_in
+            good.append(ok)
+        lo, hi = inner(n_in, n_out, pad0, up, down, taps, block)
+        assert good == [lo <= t <= hi for t in range(len(good))], (n_in, pad0, up, down, taps, block)
+        count += any(good)
+    assert count > 50
 
 
 def _upf_grads(impl, x, f, g, kw):

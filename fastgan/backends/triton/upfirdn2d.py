@@ -24,6 +24,7 @@ from ._util import INTERPRET, acc_torch_dtype, acc_type, extent, needs_int64
 
 # Elements per program tile: the interpreter pays per program, a GPU wants ~1-2K outputs per CTA.
 _TILE = 8192 if INTERPRET else 1024
+_MAX_BW = 64  # widest tile along W in NCHW (two 128-byte lines of float32 per row of a warp)
 
 
 @triton.jit
@@ -35,19 +36,64 @@ def _axis_phase(r, pad0, UP: tl.constexpr, DOWN: tl.constexpr):
 
 
 @triton.jit
+def _tile_phases(x_nc, y_nc, f_ptr, f_off, sfh, sfw, iy, ix, c_ok, H, W, OH, OW, sxh, sxw, syh, syw,
+                 px0, py0, g,
+                 FH: tl.constexpr, FW: tl.constexpr, UPX: tl.constexpr, UPY: tl.constexpr,
+                 DOWNX: tl.constexpr, DOWNY: tl.constexpr, PX: tl.constexpr, PY: tl.constexpr,
+                 SX: tl.constexpr, SY: tl.constexpr, TX: tl.constexpr, TY: tl.constexpr,
+                 BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, ACC: tl.constexpr, MASKED: tl.constexpr):
+    """Compute and store one tile for every phase pair; MASKED=False when no read can leave x."""
+    for ry in tl.static_range(PY):
+        k0y, by = _axis_phase(ry, py0, UPY, DOWNY)
+        oy = ry + PY * iy
+        iy0 = by + SY * iy
+        for rx in tl.static_range(PX):
+            k0x, bx = _axis_phase(rx, px0, UPX, DOWNX)
+            ox = rx + PX * ix
+            ix0 = bx + SX * ix
+            w_ph = f_ptr + (f_off + k0y * sfh + k0x * sfw)      # tap (k0y, k0x) of this phase
+            acc = tl.zeros([BC, BH, BW], ACC)
+            for jy in tl.static_range(TY):
+                row = iy0 + jy
+                x_row = x_nc + (row * sxh)[None, :, None]
+                if MASKED:
+                    row_ok = c_ok & ((row >= 0) & (row < H))[None, :, None]
+                for jx in tl.static_range(TX):
+                    w_ptr = w_ph + (jy * UPY * sfh + jx * UPX * sfw)
+                    if (jy + 1) * UPY <= FH and (jx + 1) * UPX <= FW:  # this tap exists in every phase
+                        w = tl.load(w_ptr)
+                    else:
+                        w = tl.load(w_ptr, mask=(k0y + jy * UPY < FH) & (k0x + jx * UPX < FW), other=0.0)
+                    col = ix0 + jx
+                    src = x_row + (col * sxw)[None, None, :]
+                    if MASKED:
+                        v = tl.load(src, mask=row_ok & ((col >= 0) & (col < W))[None, None, :], other=0.0)
+                    else:
+                        v = tl.load(src)
+                    acc += v.to(ACC) * w.to(ACC)
+            dst = y_nc + (oy * syh)[None, :, None] + (ox * syw)[None, None, :]
+            if MASKED:
+                tl.store(dst, (acc * g).to(y_nc.dtype.element_ty),
+                         mask=c_ok & (oy < OH)[None, :, None] & (ox < OW)[None, None, :])
+            else:
+                tl.store(dst, (acc * g).to(y_nc.dtype.element_ty))
+
+
+@triton.jit
 def _upfirdn2d_kernel(
     x_ptr, f_ptr, y_ptr,
     C, H, W, OH, OW,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw,
     f_off, sfh, sfw,
     px0, py0, gain: tl.float64,
-    n_cb, n_ty, n_tx,
+    n_cb, n_ty, n_tx, ty_lo, ty_hi, tx_lo, tx_hi,
     FH: tl.constexpr, FW: tl.constexpr, UPX: tl.constexpr, UPY: tl.constexpr,
     DOWNX: tl.constexpr, DOWNY: tl.constexpr,
     PX: tl.constexpr, PY: tl.constexpr, SX: tl.constexpr, SY: tl.constexpr, TX: tl.constexpr, TY: tl.constexpr,
     BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, ACC: tl.constexpr, IDX64: tl.constexpr,
 ):
     # PX, PY: phase periods; SX, SY: input step per phase-local output step; TX, TY: taps per phase.
+    # Tiles ty in [ty_lo, ty_hi] x tx in [tx_lo, tx_hi] with a full channel block read and write in bounds.
     pid = tl.program_id(0)
     tx = pid % n_tx
     t = pid // n_tx
@@ -66,34 +112,27 @@ def _upfirdn2d_kernel(
     x_nc = x_ptr + n.to(tl.int64) * sxn + (c.to(tl.int64) * sxc)[:, None, None]
     y_nc = y_ptr + n.to(tl.int64) * syn + (c.to(tl.int64) * syc)[:, None, None]
     g = tl.full([], gain, ACC)
+    inside = (ty >= ty_lo) & (ty <= ty_hi) & (tx >= tx_lo) & (tx <= tx_hi) & (cb * BC + BC <= C)
+    if inside:
+        _tile_phases(x_nc, y_nc, f_ptr, f_off, sfh, sfw, iy, ix, c_ok, H, W, OH, OW, sxh, sxw, syh, syw, px0, py0, g,
+                     FH, FW, UPX, UPY, DOWNX, DOWNY, PX, PY, SX, SY, TX, TY, BC, BH, BW, ACC, False)
+    else:
+        _tile_phases(x_nc, y_nc, f_ptr, f_off, sfh, sfw, iy, ix, c_ok, H, W, OH, OW, sxh, sxw, syh, syw, px0, py0, g,
+                     FH, FW, UPX, UPY, DOWNX, DOWNY, PX, PY, SX, SY, TX, TY, BC, BH, BW, ACC, True)
 
-    for ry in tl.static_range(PY):
-        k0y, by = _axis_phase(ry, py0, UPY, DOWNY)
-        oy = ry + PY * iy
-        iy0 = by + SY * iy
-        for rx in tl.static_range(PX):
-            k0x, bx = _axis_phase(rx, px0, UPX, DOWNX)
-            ox = rx + PX * ix
-            ix0 = bx + SX * ix
-            w_ph = f_ptr + (f_off + k0y * sfh + k0x * sfw)      # tap (k0y, k0x) of this phase
-            acc = tl.zeros([BC, BH, BW], ACC)
-            for jy in tl.static_range(TY):
-                row = iy0 + jy
-                row_ok = c_ok & ((row >= 0) & (row < H))[None, :, None]
-                x_row = x_nc + (row * sxh)[None, :, None]
-                for jx in tl.static_range(TX):
-                    w_ptr = w_ph + (jy * UPY * sfh + jx * UPX * sfw)
-                    if (jy + 1) * UPY <= FH and (jx + 1) * UPX <= FW:  # this tap exists in every phase
-                        w = tl.load(w_ptr)
-                    else:
-                        w = tl.load(w_ptr, mask=(k0y + jy * UPY < FH) & (k0x + jx * UPX < FW), other=0.0)
-                    col = ix0 + jx
-                    ok = row_ok & ((col >= 0) & (col < W))[None, None, :]
-                    v = tl.load(x_row + (col * sxw)[None, None, :], mask=ok, other=0.0)
-                    acc += v.to(ACC) * w.to(ACC)
-            out_ok = c_ok & (oy < OH)[None, :, None] & (ox < OW)[None, None, :]
-            dst = y_nc + (oy * syh)[None, :, None] + (ox * syw)[None, None, :]
-            tl.store(dst, (acc * g).to(y_ptr.dtype.element_ty), mask=out_ok)
+
+def _inner_tiles(n_in: int, n_out: int, pad0: int, up: int, down: int, taps: int, block: int) -> Tuple[int, int]:
+    """Along one axis, the tile indices [lo, hi] (empty if lo > hi) whose outputs exist in every phase and
+    whose ``taps`` taps per phase all read inside the ``n_in`` input samples (phases as in ``_axis_phase``)."""
+    p = up // math.gcd(up, down)
+    s = p * down // up
+    lo, hi = 0, (n_out // p) // block - 1
+    for r in range(p):
+        k0 = (pad0 - r * down) % up
+        base = (r * down - pad0 + k0) // up
+        lo = max(lo, -(base // (s * block)))                                   # first read >= 0
+        hi = min(hi, (n_in - taps - base - s * (block - 1)) // (s * block))   # last read < n_in
+    return lo, hi
 
 
 def _pow2_at_most(n: int, cap: int) -> int:
@@ -107,7 +146,7 @@ def _tile(c: int, ny: int, nx: int, channels_last: bool) -> Tuple[int, int, int]
         bw = _pow2_at_most(nx, max(1, _TILE // bc))
         bh = _pow2_at_most(ny, max(1, _TILE // (bc * bw)))
         return bc, bh, bw
-    bw = _pow2_at_most(nx, 64)
+    bw = _pow2_at_most(nx, min(_MAX_BW, _TILE))
     bh = _pow2_at_most(ny, max(1, _TILE // bw))
     bc = _pow2_at_most(c, max(1, _TILE // (bh * bw)))
     return bc, bh, bw
@@ -128,11 +167,13 @@ def _pass(x: torch.Tensor, f: torch.Tensor, fh: int, fw: int, sfh: int, sfw: int
     n_cb, n_ty, n_tx = triton.cdiv(c, bc), triton.cdiv(ny, bh), triton.cdiv(nx, bw)
     # A true convolution (flip_filter=False) walks the taps backwards: start at the last tap, negate the strides.
     f_off, sfh, sfw = (0, sfh, sfw) if flip else ((fh - 1) * sfh + (fw - 1) * sfw, -sfh, -sfw)
+    tx_taps, ty_taps = triton.cdiv(fw, upx), triton.cdiv(fh, upy)
     _upfirdn2d_kernel[(n * n_cb * n_ty * n_tx,)](
         x, f, out, c, h, w, oh, ow, *x.stride(), *out.stride(), f_off, sfh, sfw,
         pad[0], pad[2], float(gain), n_cb, n_ty, n_tx,
+        *_inner_tiles(h, oh, pad[2], upy, downy, ty_taps, bh), *_inner_tiles(w, ow, pad[0], upx, downx, tx_taps, bw),
         FH=fh, FW=fw, UPX=upx, UPY=upy, DOWNX=downx, DOWNY=downy,
-        PX=px, PY=py, SX=px * downx // upx, SY=py * downy // upy, TX=triton.cdiv(fw, upx), TY=triton.cdiv(fh, upy),
+        PX=px, PY=py, SX=px * downx // upx, SY=py * downy // upy, TX=tx_taps, TY=ty_taps,
         BC=bc, BH=bh, BW=bw, ACC=acc_type(x.dtype),
         # masked lanes of edge tiles form offsets beyond the tensors: keep a wide margin
         IDX64=needs_int64(2 * extent(x) + _TILE * max(x.stride()), 2 * extent(out) + _TILE * max(out.stride())),
