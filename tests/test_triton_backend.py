@@ -249,6 +249,17 @@ def test_bias_act_layouts():
     _close(dx, dxr, torch.float64, "grad of sum")
 
 
+def test_bias_act_many_small_tiles(monkeypatch):
+    """Blocks smaller than every axis of the [outer, C, inner] view: tiles split along all three."""
+    monkeypatch.setattr(importlib.import_module("fastgan.backends.triton.bias_act"), "_BLOCK", 8)
+    x, b = _ba_inputs((3, 5, 2, 3), 1)
+    for xx in (x, x.to(memory_format=torch.channels_last)):
+        for dim, kw in ((1, dict(act="selu", clamp=1.5)), (2, dict(act="lrelu"))):
+            bb = torch.linspace(-1, 1, x.shape[dim], dtype=torch.float64)
+            _close(ops.bias_act(xx, bb, dim=dim, impl=T, **kw), ops.bias_act(x, bb, dim=dim, impl="ref", **kw),
+                   torch.float64, f"dim={dim} {kw}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_bias_act_reduced_precision(dtype):
     x, b = _ba_inputs((2, 5, 3, 4), 1, dtype=dtype)
@@ -331,7 +342,7 @@ build(U._upfirdn2d_kernel, dict(x_ptr="*fp16", f_ptr="*fp32", y_ptr="*fp16", gai
            BC=1, BH=16, BW=64, ACC=tl.float32, IDX64=False, sxw=1, syw=1))
 build(B._grad2_kernel, dict(g_ptr="*fp64", dy_ptr="*fp64", x_ptr="*fp64", b_ptr="*fp64", out_ptr="*fp64",
                             alpha="fp64", gain="fp64", clamp="fp64"),
-      dict(ACT=8, HAS_B=True, HAS_CLAMP=True, ACC=tl.float64, BLOCK=1024, IDX64=True))
+      dict(ACT=8, HAS_B=True, HAS_CLAMP=True, ACC=tl.float64, BO=1, BC=4, BI=256, IDX64=True))
 print("compiled")
 """
 

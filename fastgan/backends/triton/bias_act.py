@@ -1,8 +1,9 @@
-"""Triton bias_act: one flat elementwise pass over the storage of ``x`` (any layout) per call.
+"""Triton bias_act: one elementwise pass over the storage of ``x`` (any layout) per call.
 
-Every tensor of a call shares the strides of ``x`` (made dense first when it is not), so element
-``i`` of the storage is the same logical element in each of them and the bias channel is
-``(i // x.stride(dim)) % x.shape[dim]``, whatever ``dim`` and the memory format are.
+Every tensor of a call shares the strides of ``x`` (made dense first when it is not), so storage
+offset ``k`` is the same logical element in each of them. A dense tensor's storage is
+[outer, C, inner] with ``C = x.shape[dim]`` and ``inner = x.stride(dim)``, whatever ``dim`` and the
+memory format are; tiles of that 3-D view get their bias channel for free.
 """
 from __future__ import annotations
 
@@ -138,23 +139,33 @@ def _act_d2(z, alpha, ACT: tl.constexpr):
 
 
 @triton.jit
-def _load_z(x_ptr, b_ptr, offs, mask, sdim, C, HAS_B: tl.constexpr, ACC: tl.constexpr):
-    """z = x + b[channel] in the accumulator type; b is rounded to x's dtype first, like the ref."""
-    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
-    if HAS_B:
-        ch = (offs // sdim) % C
-        z += tl.load(b_ptr + ch, mask=mask, other=0.0).to(x_ptr.dtype.element_ty).to(ACC)
-    return z
+def _tile(outer, C, inner, n_cb, n_ib,
+          BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr, IDX64: tl.constexpr):
+    """Storage offsets, mask and channels of this program's [BO, BC, BI] tile of the [outer, C, inner] storage."""
+    pid = tl.program_id(0)
+    ib = pid % n_ib
+    t = pid // n_ib
+    cb = t % n_cb
+    ob = t // n_cb
+    o = ob * BO + tl.arange(0, BO)
+    c = cb * BC + tl.arange(0, BC)
+    i = ib * BI + tl.arange(0, BI)
+    if IDX64:
+        o = o.to(tl.int64)
+        i = i.to(tl.int64)
+    offs = (o * (C * inner))[:, None, None] + (c * inner)[None, :, None] + i[None, None, :]
+    mask = (o < outer)[:, None, None] & (c < C)[None, :, None] & (i < inner)[None, None, :]
+    return offs, mask, c
 
 
 @triton.jit
-def _offsets(numel, BLOCK: tl.constexpr, IDX64: tl.constexpr):
-    pid = tl.program_id(0)
-    if IDX64:
-        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    else:
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-    return offs, offs < numel
+def _load_z(x_ptr, b_ptr, offs, mask, c, C, HAS_B: tl.constexpr, ACC: tl.constexpr):
+    """z = x + b[c] in the accumulator type; b is rounded to x's dtype first, like the ref."""
+    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+    if HAS_B:
+        bias = tl.load(b_ptr + c, mask=c < C, other=0.0).to(x_ptr.dtype.element_ty).to(ACC)
+        z += bias[None, :, None]
+    return z
 
 
 @triton.jit
@@ -171,13 +182,13 @@ def _clamp_keep(z, alpha, gain, clamp, ACT: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, b_ptr, y_ptr, numel, sdim, C,
+def _fwd_kernel(x_ptr, b_ptr, y_ptr, outer, C, inner, n_cb, n_ib,
                 alpha: tl.float64, gain: tl.float64, clamp: tl.float64,
                 ACT: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr, ACC: tl.constexpr,
-                BLOCK: tl.constexpr, IDX64: tl.constexpr):
-    offs, mask = _offsets(numel, BLOCK, IDX64)
+                BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr, IDX64: tl.constexpr):
+    offs, mask, c = _tile(outer, C, inner, n_cb, n_ib, BO, BC, BI, IDX64)
     alpha, gain, clamp = _scalars(alpha, gain, clamp, ACC)
-    z = _load_z(x_ptr, b_ptr, offs, mask, sdim, C, HAS_B, ACC)
+    z = _load_z(x_ptr, b_ptr, offs, mask, c, C, HAS_B, ACC)
     y = _act(z, alpha, ACT) * gain
     if HAS_CLAMP:
         y = tl.minimum(tl.maximum(y, -clamp), clamp)
@@ -185,13 +196,13 @@ def _fwd_kernel(x_ptr, b_ptr, y_ptr, numel, sdim, C,
 
 
 @triton.jit
-def _grad_kernel(dy_ptr, x_ptr, b_ptr, dx_ptr, numel, sdim, C,
+def _grad_kernel(dy_ptr, x_ptr, b_ptr, dx_ptr, outer, C, inner, n_cb, n_ib,
                  alpha: tl.float64, gain: tl.float64, clamp: tl.float64,
                  ACT: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr, ACC: tl.constexpr,
-                 BLOCK: tl.constexpr, IDX64: tl.constexpr):
-    offs, mask = _offsets(numel, BLOCK, IDX64)
+                 BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr, IDX64: tl.constexpr):
+    offs, mask, c = _tile(outer, C, inner, n_cb, n_ib, BO, BC, BI, IDX64)
     alpha, gain, clamp = _scalars(alpha, gain, clamp, ACC)
-    z = _load_z(x_ptr, b_ptr, offs, mask, sdim, C, HAS_B, ACC)
+    z = _load_z(x_ptr, b_ptr, offs, mask, c, C, HAS_B, ACC)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
     dx = dy * gain * _act_d1(z, alpha, ACT)
     if HAS_CLAMP:
@@ -200,13 +211,13 @@ def _grad_kernel(dy_ptr, x_ptr, b_ptr, dx_ptr, numel, sdim, C,
 
 
 @triton.jit
-def _grad2_kernel(g_ptr, dy_ptr, x_ptr, b_ptr, out_ptr, numel, sdim, C,
+def _grad2_kernel(g_ptr, dy_ptr, x_ptr, b_ptr, out_ptr, outer, C, inner, n_cb, n_ib,
                   alpha: tl.float64, gain: tl.float64, clamp: tl.float64,
                   ACT: tl.constexpr, HAS_B: tl.constexpr, HAS_CLAMP: tl.constexpr, ACC: tl.constexpr,
-                  BLOCK: tl.constexpr, IDX64: tl.constexpr):
-    offs, mask = _offsets(numel, BLOCK, IDX64)
+                  BO: tl.constexpr, BC: tl.constexpr, BI: tl.constexpr, IDX64: tl.constexpr):
+    offs, mask, c = _tile(outer, C, inner, n_cb, n_ib, BO, BC, BI, IDX64)
     alpha, gain, clamp = _scalars(alpha, gain, clamp, ACC)
-    z = _load_z(x_ptr, b_ptr, offs, mask, sdim, C, HAS_B, ACC)
+    z = _load_z(x_ptr, b_ptr, offs, mask, c, C, HAS_B, ACC)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
     d = g * dy * gain * _act_d2(z, alpha, ACT)
@@ -215,18 +226,34 @@ def _grad2_kernel(g_ptr, dy_ptr, x_ptr, b_ptr, out_ptr, numel, sdim, C,
     tl.store(out_ptr + offs, d.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+def _pow2_at_most(n: int, cap: int) -> int:
+    return max(1, min(triton.next_power_of_2(n), cap))
+
+
 def _launch(kernel, tensors, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
             gain: float, clamp: Optional[float]) -> None:
-    """Run ``kernel(*tensors, b, out...)`` over the storage of the dense ``x``; ``tensors`` share its strides."""
+    """Run ``kernel(*tensors, ...)`` over the storage of the dense ``x``; ``tensors`` share its strides.
+
+    The storage is seen as [outer, C, inner] with C = x.shape[dim] and inner = x.stride(dim), so the
+    bias channel of a tile element is its middle index: no per-element integer division.
+    """
     numel = x.numel()
     if numel == 0:
         return
-    C = x.shape[dim] if x.ndim else 1
-    sdim = max(x.stride(dim), 1) if x.ndim else 1
-    kernel[(triton.cdiv(numel, _BLOCK),)](
-        *tensors, numel, sdim, C, float(alpha), float(gain), float(clamp if clamp is not None else 0.0),
+    if b is None or x.shape[dim] == 1:
+        outer, C, inner = 1, 1, numel
+    else:
+        C, inner = x.shape[dim], x.stride(dim)
+        outer = numel // (C * inner)
+    bi = _pow2_at_most(inner, _BLOCK)
+    bc = _pow2_at_most(C, _BLOCK // bi)
+    bo = _pow2_at_most(outer, _BLOCK // (bi * bc))
+    n_ob, n_cb, n_ib = triton.cdiv(outer, bo), triton.cdiv(C, bc), triton.cdiv(inner, bi)
+    kernel[(n_ob * n_cb * n_ib,)](
+        *tensors, outer, C, inner, n_cb, n_ib,
+        float(alpha), float(gain), float(clamp if clamp is not None else 0.0),
         ACT=ACTIVATIONS[act].code, HAS_B=b is not None, HAS_CLAMP=clamp is not None, ACC=acc_type(x.dtype),
-        BLOCK=_BLOCK, IDX64=needs_int64(numel + _BLOCK))
+        BO=bo, BC=bc, BI=bi, IDX64=needs_int64(numel + bo * C * inner + bc * inner + bi))  # masked lanes overshoot
 
 
 def _bias_arg(b: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
