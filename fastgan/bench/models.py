@@ -1,0 +1,86 @@
+"""Network benchmarks (``fastgan bench models``): image generation with fastgan's backends vs ``ref``.
+
+Per network: seconds per image and achieved GFLOP/s (convolution + matmul FLOPs counted once with
+``torch.utils.flop_counter`` on the ref backend) of ``G.synthesis`` with noise 'const' under no_grad for
+  * ``ref``  fp32: the same network with every op on the ref backend (the baseline),
+  * ``auto`` fp32 and bf16 (``fastgan.nets.precision``): the fastest usable backend,
+plus the mean absolute image difference of each run vs ref fp32 (images in [-1, 1]) and the GFLOP/s of a
+large channels_last conv2d as the machine's practical peak. Full sizes follow the issue: StyleGAN2
+config-f at 256x256 batch 4 and StyleGAN3-T/R at 256x256 batch 2; ``--quick`` uses small 16x16 nets.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from .. import backends
+from ..nets import precision, stylegan2, stylegan3
+from . import conv_gflops, median_seconds
+
+
+def _configs(quick: bool) -> List[Tuple[str, Callable[[], torch.nn.Module], int]]:
+    res = 16 if quick else 256
+    small = dict(channel_base=256, channel_max=32) if quick else {}
+    map8 = {"num_layers": 2 if quick else 8}
+    return [
+        (f"SG2 config-f {res}x{res}", lambda: stylegan2.Generator(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, num_fp16_res=0,
+            mapping_kwargs=map8, **{"channel_base": 32768, "channel_max": 512, **small}), 2 if quick else 4),
+        (f"SG3-T {res}x{res}", lambda: stylegan3.Generator(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, num_fp16_res=0,
+            mapping_kwargs={"num_layers": 2}, **{"channel_base": 32768, "channel_max": 512, **small}),
+         1 if quick else 2),
+        (f"SG3-R {res}x{res}", lambda: stylegan3.Generator(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, num_fp16_res=0, conv_kernel=1,
+            use_radial_filters=True, mapping_kwargs={"num_layers": 2},
+            **({"channel_base": 512, "channel_max": 64} if quick else {"channel_base": 65536,
+                                                                        "channel_max": 1024})),
+         1 if quick else 2),
+    ]
+
+
+def _flops_per_image(G: torch.nn.Module, ws: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), backends.use("ref"), counter:
+        G.synthesis(ws[:1], noise_mode="const")
+    return float(counter.get_total_flops())
+
+
+def run(quick: bool = False, repeat: int = 5) -> Tuple[str, Dict]:
+    torch.manual_seed(0)
+    peak = conv_gflops((2, 128, 32, 32), 128) if quick else conv_gflops()
+    rows: List[Dict] = []
+    variants = [("ref", "fp32"), ("auto", "fp32"), ("auto", "bf16")]
+    for name, make, batch in _configs(quick):
+        G = make().eval().requires_grad_(False)
+        with torch.no_grad():
+            ws = G.mapping(torch.randn(batch, G.z_dim), None, truncation_psi=0.7)
+        flops = _flops_per_image(G, ws)
+        base_img = base_t = None
+        for backend, prec in variants:
+            def step(backend=backend, prec=prec):
+                with torch.no_grad(), backends.use(backend), precision(prec):
+                    return G.synthesis(ws, noise_mode="const")
+            img = step()
+            t = median_seconds(step, repeat=max(1, repeat if quick else min(repeat, 3)), warmup=0 if quick else 1)
+            if backend == "ref":
+                base_img, base_t = img, t
+            with backends.use(backend):
+                resolved = backends.resolve(None, ws, "bench")
+            rows.append({"net": name, "batch": batch, "backend": resolved, "precision": prec,
+                         "s_per_image": t / batch, "GFLOPs_per_image": flops / 1e9,
+                         "GFLOP_per_s": flops * batch / t / 1e9, "pct_peak": 100 * flops * batch / t / 1e9 / peak,
+                         "speedup_vs_ref_fp32": base_t / t,
+                         "mean_abs_diff_vs_ref_fp32": float((img - base_img).abs().mean())})
+    lines = [f"machine: {torch.get_num_threads()} threads; channels_last conv2d peak {peak:.1f} GFLOP/s"
+             + ("  (--quick: 16x16 nets)" if quick else ""),
+             f"{'network':20s} {'batch':>5s} {'backend':8s} {'prec':5s} {'s/img':>8s} {'GFLOP/img':>9s} "
+             f"{'GFLOP/s':>8s} {'%peak':>6s} {'x ref':>6s} {'|d| vs ref':>10s}"]
+    for r in rows:
+        lines.append(f"{r['net']:20s} {r['batch']:5d} {r['backend']:8s} {r['precision']:5s} "
+                     f"{r['s_per_image']:8.3f} {r['GFLOPs_per_image']:9.1f} {r['GFLOP_per_s']:8.1f} "
+                     f"{r['pct_peak']:5.0f}% {r['speedup_vs_ref_fp32']:6.2f} {r['mean_abs_diff_vs_ref_fp32']:10.2e}")
+    return "\n".join(lines), {"peak_conv_GFLOP_per_s": peak, "rows": rows}
