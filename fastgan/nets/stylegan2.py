@@ -70,11 +70,11 @@ class SynthesisLayer(torch.nn.Module):
                 * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                                 fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return ops.modconv_bias_act(x, self.weight, styles, self.bias.to(x.dtype), noise=noise, up=self.up,
+                                    padding=self.padding, resample_filter=self.resample_filter,
+                                    flip_weight=(self.up == 1), act=self.activation, gain=self.act_gain * gain,
+                                    clamp=clamp, fused_modconv=fused_modconv)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, w_dim={self.w_dim}, "
@@ -100,8 +100,8 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return ops.modconv_bias_act(x, self.weight, styles, self.bias.to(x.dtype), demodulate=False, act="linear",
+                                    clamp=self.conv_clamp, fused_modconv=fused_modconv)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, w_dim={self.w_dim}"
