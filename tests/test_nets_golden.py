@@ -32,18 +32,21 @@ KINK = dict(rtol=1e-3, atol=2e-3)
 
 
 def assert_close_but_kink(actual: torch.Tensor, expected: np.ndarray, what: str, rtol: float, atol: float,
-                          max_frac: float = 2e-3, max_err: float = 0.05) -> None:
-    """Like ``assert_close`` but a few elements may differ by up to ``max_err`` of the scale.
+                          max_frac: float = 1e-2, max_err: float = 0.05) -> None:
+    """Like ``assert_close`` but one sample may have a patch differing by up to ``max_err`` of the scale.
 
-    A pre-activation within rounding of the lrelu kink flips sides between two fp32 implementations (the
-    golden ``sg2_D_c0_resnet`` r1 gradient has one: float64 agrees with us, not with it), which changes the
-    gradient of one 3x3 input patch; everything else must match to the normal tolerance.
+    A pre-activation within rounding of the lrelu kink flips sides between two fp32 implementations, which
+    changes the input gradient over that unit's receptive field. The golden data has such units: for
+    ``sg2_D_c0_resnet`` sample 7 (27 elements) float64 agrees with fastgan's ref, not with the golden fp32;
+    for ``sg2_D_c5_resnet`` sample 3 (162 elements) ref matches the golden fp32 while the cpu backend
+    agrees with float64. Everything outside one sample must match to the normal tolerance.
     """
     exp = torch.from_numpy(np.asarray(expected)).to(torch.float64)
     act = actual.detach().to(torch.float64)
     scale = float(exp.abs().max())
     bad = (act - exp).abs() > atol * scale + rtol * exp.abs()
     assert bad.float().mean() <= max_frac, f"{what}: {int(bad.sum())} of {bad.numel()} elements differ"
+    assert len(bad.nonzero()[:, 0].unique()) <= 1, f"{what}: mismatches in more than one sample"
     assert (act - exp).abs().max() <= max_err * scale, f"{what}: max error {(act - exp).abs().max():.3g}"
 
 

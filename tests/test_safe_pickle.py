@@ -167,11 +167,15 @@ def test_persistent_ids_and_bad_records_are_refused():
 
 def test_numpy_and_set_values_survive(tmp_path):
     values = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float64(2.5), "set": {1, 2},
-              "fs": frozenset([3]), "b": b"\x00\x01"}
+              "fs": frozenset([3]), "b": b"\x00\x01", "dev": torch.device("cpu"), "dt": torch.bfloat16,
+              "h": torch.ones(2, dtype=torch.float16)}
     for protocol in (2, 4, 5):
         out = safe_load(io.BytesIO(pickle.dumps(values, protocol=protocol)))
         assert np.array_equal(out["a"], values["a"]) and out["s"] == 2.5 and out["set"] == {1, 2}
         assert out["fs"] == frozenset([3]) and out["b"] == b"\x00\x01"
+        assert (out["dev"], out["dt"]) == (torch.device("cpu"), torch.bfloat16)
+        assert torch.equal(out["h"], values["h"])
+    assert safe_load(io.BytesIO(pickle.dumps([torch.channels_last], protocol=4))) == [torch.channels_last]
     # object arrays unpickle their elements through the same restricted find_class
     evil = np.array([None, _Reduce(os.system, "true")], dtype=object)
     with pytest.raises(UnsafePickleError, match="system"):

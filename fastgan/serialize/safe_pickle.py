@@ -141,9 +141,15 @@ def _codecs_encode(obj, encoding="utf-8"):
     return obj.encode("latin1")
 
 
-_TORCH_DTYPES = {name: getattr(torch, name) for name in (
+_TORCH_CONSTANTS = {name: getattr(torch, name) for name in (
     "float16", "bfloat16", "float32", "float64", "half", "float", "double", "uint8", "int8", "int16", "int32",
-    "int64", "long", "int", "bool")}
+    "int64", "long", "int", "bool", "contiguous_format", "channels_last", "preserve_format")}
+
+
+def _torch_device(spec, index=None):
+    if not isinstance(spec, (str, int)) or (index is not None and not isinstance(index, int)):
+        raise UnsafePickleError("torch.device: expected a device string and optional index")
+    return torch.device(spec) if index is None else torch.device(spec, index)
 
 _ALLOWED: Dict[Tuple[str, str], Callable[..., Any]] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
@@ -161,7 +167,10 @@ _ALLOWED: Dict[Tuple[str, str], Callable[..., Any]] = {
     ("builtins", "slice"): slice,
     ("builtins", "complex"): complex,
     ("builtins", "bytearray"): bytearray,
-    **{("torch", n): v for n, v in _TORCH_DTYPES.items()},
+    ("torch", "device"): _torch_device,
+    **{("torch", n): v for n, v in _TORCH_CONSTANTS.items()},
+    **{("torch._utils", f"torch.{n}"): getattr(torch, n) for n in ("contiguous_format", "channels_last",
+                                                                    "preserve_format")},
     **{(m, "scalar"): _np_scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(m, "_reconstruct"): _np_reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(m, "_frombuffer"): _np_frombuffer for m in ("numpy.core.numeric", "numpy._core.numeric")},
