@@ -1,0 +1,239 @@
+// bias_act element kernels, compiled once per ISA (included by bias_act.cpp inside namespace
+// fastgan_cpu::FG_ISA_NS; no include guard on purpose, no includes: see common.h).
+//
+// The tensor is walked in memory order as [outer, C, inner] (inner = stride of the bias dim):
+// with inner > 1 each run of `inner` elements shares one bias value (contiguous NCHW), with
+// inner == 1 a run is the bias vector itself (channels_last). Every pass is one loop over x.
+
+namespace fastgan_cpu {
+namespace FG_ISA_NS {
+
+#include "simd_ops.h"
+
+static inline float fexp(float v) { return __builtin_expf(v); }
+static inline double fexp(double v) { return __builtin_exp(v); }
+static inline float fexpm1(float v) { return __builtin_expm1f(v); }
+static inline double fexpm1(double v) { return __builtin_expm1(v); }
+static inline float ftanh(float v) { return __builtin_tanhf(v); }
+static inline double ftanh(double v) { return __builtin_tanh(v); }
+static inline float flog1p(float v) { return __builtin_log1pf(v); }
+static inline double flog1p(double v) { return __builtin_log1p(v); }
+
+// Activation value, first and second derivative, following torch autograd of the ref ops.
+template <int ACT, class A> struct Act;
+template <class A> struct Act<0, A> {  // linear
+  static A f(A z, A) { return z; }
+  static A d(A, A, A) { return A(1); }
+  static A dd(A, A) { return A(0); }
+};
+template <class A> struct Act<1, A> {  // relu
+  static A f(A z, A) { return z > A(0) ? z : A(0); }
+  static A d(A z, A, A) { return z > A(0) ? A(1) : A(0); }
+  static A dd(A, A) { return A(0); }
+};
+template <class A> struct Act<2, A> {  // lrelu
+  static A f(A z, A alpha) { return z > A(0) ? z : z * alpha; }
+  static A d(A z, A, A alpha) { return z > A(0) ? A(1) : alpha; }
+  static A dd(A, A) { return A(0); }
+};
+template <class A> struct Act<3, A> {  // tanh
+  static A f(A z, A) { return ftanh(z); }
+  static A d(A, A y, A) { return A(1) - y * y; }
+  static A dd(A z, A) {
+    A y = ftanh(z);
+    return A(-2) * y * (A(1) - y * y);
+  }
+};
+template <class A> static inline A sigm(A z) { return A(1) / (A(1) + fexp(-z)); }
+template <class A> struct Act<4, A> {  // sigmoid
+  static A f(A z, A) { return sigm(z); }
+  static A d(A, A y, A) { return y * (A(1) - y); }
+  static A dd(A z, A) {
+    A s = sigm(z);
+    return s * (A(1) - s) * (A(1) - A(2) * s);
+  }
+};
+template <class A> struct Act<5, A> {  // elu (alpha 1); z <= 0 takes the exponential branch
+  static A f(A z, A) { return z <= A(0) ? fexpm1(z) : z; }
+  static A d(A z, A, A) { return z <= A(0) ? fexp(z) : A(1); }
+  static A dd(A z, A) { return z <= A(0) ? fexp(z) : A(0); }
+};
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+template <class A> struct Act<6, A> {  // selu
+  static A f(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexpm1(z) : A(kSeluScale) * z; }
+  static A d(A z, A, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(kSeluScale); }
+  static A dd(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(0); }
+};
+template <class A> struct Act<7, A> {  // softplus (beta 1, threshold 20)
+  static A f(A z, A) { return z > A(20) ? z : flog1p(fexp(z)); }
+  static A d(A z, A, A) {
+    A e = fexp(z);
+    return z > A(20) ? A(1) : e / (e + A(1));
+  }
+  static A dd(A z, A) {
+    A s = sigm(z);
+    return z < A(20) ? s * (A(1) - s) : A(0);
+  }
+};
+template <class A> struct Act<8, A> {  // swish: z * sigmoid(z)
+  static A f(A z, A) { return z * sigm(z); }
+  static A d(A z, A, A) {
+    A s = sigm(z);
+    return s + z * s * (A(1) - s);
+  }
+  static A dd(A z, A) {
+    A s = sigm(z);
+    return s * (A(1) - s) * (A(2) + z * (A(1) - A(2) * s));
+  }
+};
+
+template <class A> static inline A clamp_val(A v, A c) { return v > c ? c : (v < -c ? -c : v); }
+template <class A> static inline bool inside(A v, A c) { return v >= -c && v <= c; }
+
+// One run of n elements: bias bv[i] (BVEC) or the scalar bs.
+template <int ACT, bool CLAMP, bool BVEC, class T, class A>
+static inline void run_fwd(const T* __restrict__ x, T* __restrict__ y, const A* __restrict__ bv, A bs, int64_t n,
+                           A alpha, A gain, A clamp) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const A z = A(ld(x[i])) + (BVEC ? bv[i] : bs);
+    A v = Act<ACT, A>::f(z, alpha) * gain;
+    if (CLAMP) v = clamp_val(v, clamp);
+    y[i] = St<T>::cv(v);
+  }
+}
+
+// dx = dy * gain * act'(z) (zero where clamped); returns sum(dx) or adds dx into db[i] (BVEC).
+template <int ACT, bool CLAMP, bool BVEC, bool DB, class T, class A>
+static inline A run_grad(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+                         const A* __restrict__ bv, A bs, double* __restrict__ db, int64_t n, A alpha, A gain,
+                         A clamp) {
+  A sum = A(0);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const A z = A(ld(x[i])) + (BVEC ? bv[i] : bs);
+    const A a = Act<ACT, A>::f(z, alpha);
+    A g = A(ld(dy[i])) * gain * Act<ACT, A>::d(z, a, alpha);
+    if (CLAMP) g = inside(a * gain, clamp) ? g : A(0);
+    dx[i] = St<T>::cv(g);
+    if (DB) {
+      if (BVEC)
+        db[i] += double(g);
+      else
+        sum += g;
+    }
+  }
+  return sum;
+}
+
+// out = g * dy * gain * act''(z) (zero where clamped).
+template <int ACT, bool CLAMP, bool BVEC, class T, class A>
+static inline void run_grad2(const T* __restrict__ gg, const T* __restrict__ dy, const T* __restrict__ x,
+                             T* __restrict__ out, const A* __restrict__ bv, A bs, int64_t n, A alpha, A gain,
+                             A clamp) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const A z = A(ld(x[i])) + (BVEC ? bv[i] : bs);
+    A v = A(ld(gg[i])) * A(ld(dy[i])) * gain * Act<ACT, A>::dd(z, alpha);
+    if (CLAMP) v = inside(Act<ACT, A>::f(z, alpha) * gain, clamp) ? v : A(0);
+    out[i] = St<T>::cv(v);
+  }
+}
+
+// Calls run(offset, n, bias_vec_or_null, bias_scalar, channel) for each run of [begin, end).
+template <class A, class Fn>
+static inline void ba_walk(const BaParams& p, int64_t begin, int64_t end, Fn run) {
+  const A* b = static_cast<const A*>(p.b);
+  if (b == nullptr) {
+    run(begin, end - begin, static_cast<const A*>(nullptr), A(0), int64_t(0));
+    return;
+  }
+  int64_t i = begin;
+  if (p.inner > 1) {
+    while (i < end) {
+      const int64_t r = i / p.inner, c = r % p.C, left = (r + 1) * p.inner - i;
+      const int64_t n = left < end - i ? left : end - i;
+      run(i, n, static_cast<const A*>(nullptr), b[c], c);
+      i += n;
+    }
+  } else {
+    while (i < end) {
+      const int64_t c = i % p.C, n = p.C - c < end - i ? p.C - c : end - i;
+      run(i, n, b + c, A(0), c);
+      i += n;
+    }
+  }
+}
+
+template <int ACT, bool CLAMP, class T>
+static void fwd_impl(const BaParams& p, const T* x, T* y, int64_t begin, int64_t end) {
+  using A = acc_t<T>;
+  const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
+  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t) {
+    if (bv)
+      run_fwd<ACT, CLAMP, true>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
+    else
+      run_fwd<ACT, CLAMP, false>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
+  });
+}
+
+template <int ACT, bool CLAMP, class T>
+static void grad_impl(const BaParams& p, const T* dy, const T* x, T* dx, double* db, int64_t begin, int64_t end) {
+  using A = acc_t<T>;
+  const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
+  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t c) {
+    if (db == nullptr)
+      run_grad<ACT, CLAMP, false, false>(dy + o, x + o, dx + o, bv, bs, db, n, alpha, gain, clamp);
+    else if (bv)
+      run_grad<ACT, CLAMP, true, true>(dy + o, x + o, dx + o, bv, bs, db + c, n, alpha, gain, clamp);
+    else
+      db[c] += double(run_grad<ACT, CLAMP, false, true>(dy + o, x + o, dx + o, bv, bs, db, n, alpha, gain, clamp));
+  });
+}
+
+template <int ACT, bool CLAMP, class T>
+static void grad2_impl(const BaParams& p, const T* g, const T* dy, const T* x, T* out, int64_t begin, int64_t end) {
+  using A = acc_t<T>;
+  const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
+  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t) {
+    if (bv)
+      run_grad2<ACT, CLAMP, true>(g + o, dy + o, x + o, out + o, bv, bs, n, alpha, gain, clamp);
+    else
+      run_grad2<ACT, CLAMP, false>(g + o, dy + o, x + o, out + o, bv, bs, n, alpha, gain, clamp);
+  });
+}
+
+// Entry points: switch the run-time activation code and clamp flag onto the templates.
+#define FG_BA_SWITCH(IMPL, ...)                                                          \
+  switch (p.act * 2 + (p.has_clamp ? 1 : 0)) {                                          \
+    case 0: IMPL<0, false>(__VA_ARGS__); break;   case 1: IMPL<0, true>(__VA_ARGS__); break;  \
+    case 2: IMPL<1, false>(__VA_ARGS__); break;   case 3: IMPL<1, true>(__VA_ARGS__); break;  \
+    case 4: IMPL<2, false>(__VA_ARGS__); break;   case 5: IMPL<2, true>(__VA_ARGS__); break;  \
+    case 6: IMPL<3, false>(__VA_ARGS__); break;   case 7: IMPL<3, true>(__VA_ARGS__); break;  \
+    case 8: IMPL<4, false>(__VA_ARGS__); break;   case 9: IMPL<4, true>(__VA_ARGS__); break;  \
+    case 10: IMPL<5, false>(__VA_ARGS__); break;  case 11: IMPL<5, true>(__VA_ARGS__); break; \
+    case 12: IMPL<6, false>(__VA_ARGS__); break;  case 13: IMPL<6, true>(__VA_ARGS__); break; \
+    case 14: IMPL<7, false>(__VA_ARGS__); break;  case 15: IMPL<7, true>(__VA_ARGS__); break; \
+    case 16: IMPL<8, false>(__VA_ARGS__); break;  default: IMPL<8, true>(__VA_ARGS__); break; \
+  }
+
+template <class T>
+void ba_fwd(const BaParams& p, const T* x, T* y, int64_t begin, int64_t end) {
+  FG_BA_SWITCH(fwd_impl, p, x, y, begin, end)
+}
+
+template <class T>
+void ba_grad(const BaParams& p, const T* dy, const T* x, T* dx, double* db, int64_t begin, int64_t end) {
+  FG_BA_SWITCH(grad_impl, p, dy, x, dx, db, begin, end)
+}
+
+template <class T>
+void ba_grad2(const BaParams& p, const T* g, const T* dy, const T* x, T* out, int64_t begin, int64_t end) {
+  FG_BA_SWITCH(grad2_impl, p, g, dy, x, out, begin, end)
+}
+
+#undef FG_BA_SWITCH
+
+}  // namespace FG_ISA_NS
+}  // namespace fastgan_cpu

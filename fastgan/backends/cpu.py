@@ -1,0 +1,61 @@
+"""The ``cpu`` backend: kernel primitives of the C++/OpenMP extension ``fastgan._C``.
+
+The public ops (``fastgan.ops``) validate and normalise arguments and wrap these primitives in
+their autograd functions; the primitives themselves are not differentiable. The C++ entry points
+(``torch.ops.fastgan.cpu_*``) check their arguments again, so calling them directly is safe.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan.cpu_*
+
+from .activations import ACTIVATIONS
+
+__all__ = ["isa", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
+
+_ops = torch.ops.fastgan
+
+
+def isa() -> str:
+    """SIMD level the kernels dispatch to at run time: ``'avx512'``, ``'avx2'`` or ``'scalar'``."""
+    return _C.isa()
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
+              pad: Tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
+    """``x`` [N,C,H,W] -> upsample by ``up`` (x, y), pad ``pad`` (x0, x1, y0, y1), FIR ``f``, downsample.
+
+    ``f`` is [fh, fw] or separable [ft]; ``gain`` is the total gain. Contiguous and channels_last
+    inputs keep their memory format. Same semantics as ``fastgan.backends.ref.upfirdn2d``.
+    """
+    return _ops.cpu_upfirdn2d(x, f, int(up[0]), int(up[1]), int(down[0]), int(down[1]),
+                              int(pad[0]), int(pad[1]), int(pad[2]), int(pad[3]), bool(flip_filter), float(gain))
+
+
+def _clamp_arg(clamp: Optional[float]) -> float:
+    return -1.0 if clamp is None else float(clamp)
+
+
+def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+             clamp: Optional[float]) -> torch.Tensor:
+    """``y = clamp(gain * act(x + b))`` in one pass; ``b`` [x.shape[dim]] or None; keeps x's memory format."""
+    return _ops.cpu_bias_act(x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain), _clamp_arg(clamp))
+
+
+def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
+                  gain: float, clamp: Optional[float]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(dx, db)``: ``dx = dy * gain * act'(x + b)``, zero where the output was clamped; ``db`` is ``dx``
+    summed over every dim but ``dim`` in the same pass (None when ``b`` is None)."""
+    dx, db = _ops.cpu_bias_act_grad(dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                                    _clamp_arg(clamp))
+    return dx, (db if b is not None else None)
+
+
+def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
+                   alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
+    """``g * dy * gain * act''(x + b)``, zero where the output was clamped (the x-gradient of bias_act_grad)."""
+    return _ops.cpu_bias_act_grad2(g, dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                                   _clamp_arg(clamp))
