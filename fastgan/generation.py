@@ -18,7 +18,7 @@ from .nets import precision as _precision
 from .utils.io import atomic_write_bytes
 
 __all__ = ["generate", "iter_generate", "seeds_to_z", "class_labels", "to_uint8", "parse_range", "parse_grid",
-           "grid_image", "save_png", "synthesize_ws", "slerp"]
+           "grid_image", "save_png", "synthesize_ws", "slerp", "set_input_transform"]
 
 
 def parse_range(text: Union[str, Sequence[int]]) -> List[int]:
@@ -188,6 +188,20 @@ def save_png(path: Union[str, Path], image: np.ndarray) -> None:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def set_input_transform(G: torch.nn.Module, translate: Tuple[float, float] = (0.0, 0.0),
+                        rotate: float = 0.0) -> None:
+    """Rotate (degrees) and translate the output of a StyleGAN3 generator (its ``synthesis.input.transform``).
+
+    The buffer holds the inverse of the user transform, as in NVlabs' ``gen_images.py``.
+    """
+    inp = getattr(getattr(G, "synthesis", None), "input", None)
+    if inp is None or not hasattr(inp, "transform"):
+        raise ValueError("translate/rotate needs a StyleGAN3 generator (synthesis.input.transform)")
+    a = np.deg2rad(rotate)
+    m = np.array([[np.cos(a), np.sin(a), translate[0]], [-np.sin(a), np.cos(a), translate[1]], [0, 0, 1]])
+    inp.transform.copy_(torch.from_numpy(np.linalg.inv(m)).to(inp.transform))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

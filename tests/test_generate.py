@@ -279,3 +279,22 @@ def test_dcgan_shapes_training_step_and_round_trip(tmp_path):
     assert fastgan.generate(H, seeds=[0, 1]).shape == (2, 16, 16, 3)
     with pytest.raises(ValueError, match="power of 2"):
         dcgan.Generator(img_resolution=48)
+
+
+def test_sg3_translate_rotate(tmp_path):
+    from fastgan.generation import set_input_transform
+
+    torch.manual_seed(0)
+    G = stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=64,
+                            channel_max=8, num_layers=4, num_critical=1, num_fp16_res=0,
+                            mapping_kwargs={"num_layers": 1}).eval()
+    base = fastgan.generate(G, seeds=[0])
+    set_input_transform(G, (0.25, 0.0), 90.0)
+    t = G.synthesis.input.transform
+    torch.testing.assert_close(torch.linalg.inv(t)[:2], torch.tensor([[0.0, 1.0, 0.25], [-1.0, 0.0, 0.0]]),
+                               rtol=0, atol=1e-6)
+    assert not np.array_equal(fastgan.generate(G, seeds=[0]), base)
+    set_input_transform(G)
+    np.testing.assert_array_equal(fastgan.generate(G, seeds=[0]), base)
+    with pytest.raises(ValueError, match="StyleGAN3"):
+        set_input_transform(tiny_G(), (0.1, 0))

@@ -180,3 +180,26 @@ def test_numpy_and_set_values_survive(tmp_path):
     evil = np.array([None, _Reduce(os.system, "true")], dtype=object)
     with pytest.raises(UnsafePickleError, match="system"):
         safe_load(io.BytesIO(pickle.dumps(evil, protocol=4)))
+
+
+def test_stylegan2_ada_pickle_with_synthesis_kwargs(tmp_path):
+    """StyleGAN2-ADA's training/networks.py: synthesis kwargs in a nested dict, older defaults."""
+    kw = dict(manifest()["networks"]["sg2_G_c0_skip"]["init_kwargs"])
+    syn = {k: kw.pop(k) for k in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp")}
+    ada_src = "# training/networks.py stand-in\nclass SynthesisNetwork: pass\n"
+    G = golden_net("sg2_G_c0_skip")
+    data = snapshot_bytes(G, None, {**kw, "synthesis_kwargs": syn}, module_src=ada_src)
+    H = fastgan.load_network(_write(tmp_path, "ada.pkl", data))
+    ws = torch.from_numpy(golden_io("sg2_G_c0_skip")["ws/psi1"])
+    torch.testing.assert_close(H.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const"), rtol=0, atol=0)
+    assert H.mapping.w_avg_beta == 0.5  # recorded kwargs win over the ADA default (0.995)
+    del syn["conv_clamp"]
+    data = snapshot_bytes(G, None, {**kw, "synthesis_kwargs": syn}, module_src=ada_src)
+    H = fastgan.load_network(_write(tmp_path, "ada2.pkl", data))
+    assert H.synthesis.b32.conv1.conv_clamp is None  # ADA's default, not StyleGAN3's 256
+
+
+def test_load_whole_snapshot(tmp_path):
+    nets = fastgan.load_network(_snapshot(tmp_path), key=None)
+    assert type(nets["G"]).__name__ == "Generator" and type(nets["D"]).__name__ == "Discriminator"
+    assert nets["augment_pipe"] is None and nets["training_set_kwargs"]["resolution"] == 32

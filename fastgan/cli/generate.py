@@ -13,13 +13,16 @@ def add_parser(sub) -> None:
     p.add_argument("--outdir", required=True, help="output folder (seedNNNN.png)")
     p.add_argument("--grid", default=None, metavar="COLSxROWS", help="also write grid.png of the first seeds")
     p.add_argument("--no-images", action="store_true", help="write only the grid")
+    p.add_argument("--translate", default=None, metavar="X,Y", help="StyleGAN3: translate the image (e.g. 0.3,0)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="StyleGAN3: rotate the image")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import numpy as np
 
-    from ..generation import grid_image, iter_generate, parse_grid, parse_range, progress_bar, save_png
+    from ..generation import (iter_generate, parse_grid, parse_range, progress_bar, save_png,
+                              set_input_transform)
 
     seeds = parse_range(args.seeds)
     grid = parse_grid(args.grid) if args.grid else None
@@ -28,6 +31,12 @@ def run(args) -> int:
     G = load(args)
     if not hasattr(G, "z_dim"):
         raise ValueError(f"generate needs a generator, got {type(G).__name__}")
+    if args.translate or args.rotate:
+        try:
+            tx, ty = (float(v) for v in (args.translate or "0,0").split(","))
+        except ValueError:
+            raise ValueError(f"--translate must look like X,Y, got {args.translate!r}") from None
+        set_input_transform(G, (tx, ty), args.rotate)
     outdir = Path(args.outdir)
     canvas = None
     if grid is not None:
@@ -53,4 +62,3 @@ def run(args) -> int:
     return 0
 
 
-__all__ = ["add_parser", "run", "grid_image"]

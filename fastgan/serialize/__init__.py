@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -30,14 +30,15 @@ def _kind(path: Path) -> str:
 
 
 def load_network(path: Union[str, Path], key: Optional[str] = "G_ema",
-                 device: Union[str, torch.device, None] = None) -> torch.nn.Module:
+                 device: Union[str, torch.device, None] = None) -> Union[torch.nn.Module, Dict[str, Any]]:
     """Load a network without executing anything stored in the file.
 
     Args:
         path: an NVlabs ``.pkl`` snapshot (read by a restricted unpickler; the embedded source is never
             run) or a fastgan ``.safetensors`` file (with its JSON config).
-        key: which network of a pickle: ``'G_ema'`` (default), ``'G'`` or ``'D'``. Ignored for
-            safetensors files, which hold one network.
+        key: which network of a pickle: ``'G_ema'`` (default), ``'G'`` or ``'D'``; None returns the whole
+            snapshot as a dict (networks built, other entries as plain data). Ignored for safetensors
+            files, which hold one network.
         device: move the network there (default: stay on the CPU).
 
     Returns:
@@ -54,4 +55,8 @@ def load_network(path: Union[str, Path], key: Optional[str] = "G_ema",
         net = load_safetensors_network(path)
     else:
         net = load_pickle_network(path, key)
-    return net.to(device) if device is not None else net
+    if device is None:
+        return net
+    if isinstance(net, dict):
+        return {k: v.to(device) if isinstance(v, torch.nn.Module) else v for k, v in net.items()}
+    return net.to(device)
