@@ -238,3 +238,17 @@ def test_bf16_precision_close_to_fp32():
     with pytest.raises(ValueError, match="fp16"):
         with fastgan.nets.precision("fp16"):
             G.synthesis(ws[:1], noise_mode="const")
+
+
+def test_bf16_precision_sg3_and_discriminator():
+    G, d = golden_net("sg3_G_T"), io("sg3_G_T")
+    with fastgan.nets.precision("bf16"):
+        img = G.synthesis(torch.from_numpy(d["ws/psi1"][:1]), noise_mode="const")
+    assert img.dtype == torch.float32
+    assert (img - torch.from_numpy(d["img/const"][:1])).abs().mean() <= 0.02  # the bf16 image budget
+    D, dd = golden_net("sg2_D_c5_resnet"), io("sg2_D_c5_resnet")
+    with fastgan.nets.precision("bf16"):
+        logits = D(torch.from_numpy(dd["img"]), torch.from_numpy(dd["c"]))
+    assert logits.dtype == torch.float32
+    # logits are O(0.1-0.25); bf16 (8-bit mantissa) through 9 layers lands within ~3e-3 of fp32
+    torch.testing.assert_close(logits, torch.from_numpy(dd["logits"]), rtol=0, atol=0.01)
