@@ -16,7 +16,7 @@ import fastgan
 from fastgan.serialize import PersistentRecord, UnsafePickleError, read_pickle, safe_load
 from fastgan.serialize.safe_pickle import record_state_dict
 
-from golden import npz, require_golden
+from golden import npz
 from nvlabs_pickle import SG2_SRC, SG3_SRC, nvlabs_globals, record, snapshot_bytes
 from test_nets_golden import golden_net, io as golden_io, manifest
 

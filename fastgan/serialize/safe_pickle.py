@@ -13,6 +13,7 @@ from __future__ import annotations
 import _compat_pickle
 import collections
 import io
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
