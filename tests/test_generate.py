@@ -298,3 +298,17 @@ def test_sg3_translate_rotate(tmp_path):
     np.testing.assert_array_equal(fastgan.generate(G, seeds=[0]), base)
     with pytest.raises(ValueError, match="StyleGAN3"):
         set_input_transform(tiny_G(), (0.1, 0))
+
+
+def test_iter_generate_streams_one_batch_at_a_time():
+    from fastgan.generation import iter_generate
+
+    G = tiny_G()
+    it = iter_generate(G, range(5), batch_size=2)
+    first_seeds, first = next(it)  # nothing beyond the first batch is computed yet
+    assert first_seeds == [0, 1] and first.shape == (2, 16, 16, 3)
+    rest = list(it)
+    assert [s for s, _ in rest] == [[2, 3], [4]]
+    np.testing.assert_array_equal(np.concatenate([first] + [b for _, b in rest]), fastgan.generate(G, range(5)))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter_generate(G, [0], batch_size=0))
