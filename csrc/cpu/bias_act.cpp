@@ -84,6 +84,7 @@ at::Tensor bias_act_cpu(const at::Tensor& x_in, const c10::optional<at::Tensor>&
                         double alpha, double gain, double clamp) {
   Prepared r = prepare("bias_act", x_in, b, dim, act, alpha, gain, clamp);
   at::Tensor y = at::empty_like(r.x);
+  prefer_huge_pages(y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, r.x.scalar_type(), "fastgan_cpu_bias_act", [&] {
     const scalar_t* xp = r.x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
@@ -99,6 +100,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(const at::Tensor& dy_in, co
   Prepared r = prepare("bias_act_grad", x_in, b, dim, act, alpha, gain, clamp);
   at::Tensor dy = like_x("bias_act_grad", "dy", dy_in, r.x);
   at::Tensor dx = at::empty_like(r.x);
+  prefer_huge_pages(dx);
   const bool want_db = r.p.b != nullptr;
   // db: fixed chunks with one partial row each, summed in chunk order (deterministic).
   const int64_t nchunks =
@@ -143,6 +145,7 @@ at::Tensor bias_act_grad2_cpu(const at::Tensor& g_in, const at::Tensor& dy_in, c
   at::Tensor g = like_x("bias_act_grad2", "g", g_in, r.x);
   at::Tensor dy = like_x("bias_act_grad2", "dy", dy_in, r.x);
   at::Tensor out = at::empty_like(r.x);
+  prefer_huge_pages(out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, r.x.scalar_type(), "fastgan_cpu_bias_act_grad2", [&] {
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* dyp = dy.data_ptr<scalar_t>();

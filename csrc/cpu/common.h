@@ -19,6 +19,10 @@
 #include <string>
 #include <type_traits>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
 #define FG_X86_MULTI_ISA 1
 #else
@@ -121,6 +125,22 @@ inline void check_float_tensor(const at::Tensor& t, const char* op, const char* 
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got one on ", t.device());
   TORCH_CHECK_TYPE(is_float_type(t.scalar_type()), op, ": ", name,
                    " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
+}
+
+// Ask the kernel to back a large, freshly allocated output with transparent huge pages before it
+// is first written: a fresh multi-MB tensor is a new mapping, and faulting it in 4 KiB pages costs
+// more than the kernel writing it. A hint only (no-op where THP is off or the pages already exist).
+inline void prefer_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const size_t bytes = t.numel() * t.element_size();
+  if (bytes < 4 * kHuge) return;
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data_ptr()) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data_ptr()) + bytes) & ~(kHuge - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
 }
 
 // Scratch memory of one thread, 64-byte aligned.

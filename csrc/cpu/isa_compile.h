@@ -3,6 +3,12 @@
 //   #define FG_KERNELS "foo_kernels.h"
 //   #include "isa_compile.h"
 // No include guard: each .cpp includes it once per kernel header.
+//
+// All copies are built with -fno-trapping-math (lets GCC if-convert and vectorise the select-style
+// activations and clamps; fastgan never traps on FP exceptions) and -ffp-contract=fast (FMA).
+
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 
 #define FG_ISA_NS scalar
 #include FG_KERNELS
@@ -24,4 +30,5 @@
 #pragma GCC pop_options
 #endif
 
+#pragma GCC pop_options
 #undef FG_KERNELS

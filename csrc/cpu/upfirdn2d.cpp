@@ -157,6 +157,7 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
   if (!nhwc) x = x.contiguous();
   at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast
                                                                            : at::MemoryFormat::Contiguous));
+  prefer_huge_pages(y);
   if (N * C == 0) return back_to_cl ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
 
   // Taps in correlation order; separable when 1-D or rank-1 (exactly, to the precision of x's dtype).
