@@ -10,79 +10,101 @@ namespace FG_ISA_NS {
 
 #include "simd_ops.h"
 
-static inline float fexp(float v) { return __builtin_expf(v); }
-static inline double fexp(double v) { return __builtin_exp(v); }
-static inline float fexpm1(float v) { return __builtin_expm1f(v); }
-static inline double fexpm1(double v) { return __builtin_expm1(v); }
-static inline float ftanh(float v) { return __builtin_tanhf(v); }
-static inline double ftanh(double v) { return __builtin_tanh(v); }
-static inline float flog1p(float v) { return __builtin_log1pf(v); }
-static inline double flog1p(double v) { return __builtin_log1p(v); }
+// exp for float in plain arithmetic so the loops vectorise (libm's expf is an opaque call):
+// exp(x) = 2^n * exp(r), |r| <= ln2/2, degree-6 Taylor polynomial, about 1-2 ulp. Results
+// saturate to +inf above 88.72 and to 0 below -87.34 (no denormals); 88 < x <= 88.72 gives exp(88),
+// which only ever feeds 1/(1+exp) terms that round to 0 anyway.
+static FG_INLINE float fexp(float x) {
+  const float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+  float q = 1.0f / 720;
+  q = q * r + 1.0f / 120;
+  q = q * r + 1.0f / 24;
+  q = q * r + 1.0f / 6;
+  q = q * r + 0.5f;
+  q = q * r + 1.0f;
+  q = q * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof(scale));
+  float y = q * scale;
+  y = x > 88.7228f ? __builtin_inff() : y;
+  y = x < -87.3365f ? 0.0f : y;
+  return x != x ? x : y;
+}
+static FG_INLINE double fexp(double v) { return __builtin_exp(v); }
+static FG_INLINE float fexpm1(float v) { return __builtin_expm1f(v); }
+static FG_INLINE double fexpm1(double v) { return __builtin_expm1(v); }
+static FG_INLINE float ftanh(float v) { return __builtin_tanhf(v); }
+static FG_INLINE double ftanh(double v) { return __builtin_tanh(v); }
+static FG_INLINE float flog1p(float v) { return __builtin_log1pf(v); }
+static FG_INLINE double flog1p(double v) { return __builtin_log1p(v); }
 
 // Activation value, first and second derivative, following torch autograd of the ref ops.
 template <int ACT, class A> struct Act;
 template <class A> struct Act<0, A> {  // linear
-  static A f(A z, A) { return z; }
-  static A d(A, A, A) { return A(1); }
-  static A dd(A, A) { return A(0); }
+  static FG_INLINE A f(A z, A) { return z; }
+  static FG_INLINE A d(A, A, A) { return A(1); }
+  static FG_INLINE A dd(A, A) { return A(0); }
 };
 template <class A> struct Act<1, A> {  // relu
-  static A f(A z, A) { return z > A(0) ? z : A(0); }
-  static A d(A z, A, A) { return z > A(0) ? A(1) : A(0); }
-  static A dd(A, A) { return A(0); }
+  static FG_INLINE A f(A z, A) { return z > A(0) ? z : A(0); }
+  static FG_INLINE A d(A z, A, A) { return z > A(0) ? A(1) : A(0); }
+  static FG_INLINE A dd(A, A) { return A(0); }
 };
 template <class A> struct Act<2, A> {  // lrelu
-  static A f(A z, A alpha) { return z > A(0) ? z : z * alpha; }
-  static A d(A z, A, A alpha) { return z > A(0) ? A(1) : alpha; }
-  static A dd(A, A) { return A(0); }
+  static FG_INLINE A f(A z, A alpha) { return z > A(0) ? z : z * alpha; }
+  static FG_INLINE A d(A z, A, A alpha) { return z > A(0) ? A(1) : alpha; }
+  static FG_INLINE A dd(A, A) { return A(0); }
 };
 template <class A> struct Act<3, A> {  // tanh
-  static A f(A z, A) { return ftanh(z); }
-  static A d(A, A y, A) { return A(1) - y * y; }
-  static A dd(A z, A) {
+  static FG_INLINE A f(A z, A) { return ftanh(z); }
+  static FG_INLINE A d(A, A y, A) { return A(1) - y * y; }
+  static FG_INLINE A dd(A z, A) {
     A y = ftanh(z);
     return A(-2) * y * (A(1) - y * y);
   }
 };
-template <class A> static inline A sigm(A z) { return A(1) / (A(1) + fexp(-z)); }
+template <class A> static FG_INLINE A sigm(A z) { return A(1) / (A(1) + fexp(-z)); }
 template <class A> struct Act<4, A> {  // sigmoid
-  static A f(A z, A) { return sigm(z); }
-  static A d(A, A y, A) { return y * (A(1) - y); }
-  static A dd(A z, A) {
+  static FG_INLINE A f(A z, A) { return sigm(z); }
+  static FG_INLINE A d(A, A y, A) { return y * (A(1) - y); }
+  static FG_INLINE A dd(A z, A) {
     A s = sigm(z);
     return s * (A(1) - s) * (A(1) - A(2) * s);
   }
 };
 template <class A> struct Act<5, A> {  // elu (alpha 1); z <= 0 takes the exponential branch
-  static A f(A z, A) { return z <= A(0) ? fexpm1(z) : z; }
-  static A d(A z, A, A) { return z <= A(0) ? fexp(z) : A(1); }
-  static A dd(A z, A) { return z <= A(0) ? fexp(z) : A(0); }
+  static FG_INLINE A f(A z, A) { return z <= A(0) ? fexpm1(z) : z; }
+  static FG_INLINE A d(A z, A, A) { return z <= A(0) ? fexp(z) : A(1); }
+  static FG_INLINE A dd(A z, A) { return z <= A(0) ? fexp(z) : A(0); }
 };
 constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 template <class A> struct Act<6, A> {  // selu
-  static A f(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexpm1(z) : A(kSeluScale) * z; }
-  static A d(A z, A, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(kSeluScale); }
-  static A dd(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(0); }
+  static FG_INLINE A f(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexpm1(z) : A(kSeluScale) * z; }
+  static FG_INLINE A d(A z, A, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(kSeluScale); }
+  static FG_INLINE A dd(A z, A) { return z <= A(0) ? A(kSeluScale * kSeluAlpha) * fexp(z) : A(0); }
 };
 template <class A> struct Act<7, A> {  // softplus (beta 1, threshold 20)
-  static A f(A z, A) { return z > A(20) ? z : flog1p(fexp(z)); }
-  static A d(A z, A, A) {
+  static FG_INLINE A f(A z, A) { return z > A(20) ? z : flog1p(fexp(z)); }
+  static FG_INLINE A d(A z, A, A) {
     A e = fexp(z);
     return z > A(20) ? A(1) : e / (e + A(1));
   }
-  static A dd(A z, A) {
+  static FG_INLINE A dd(A z, A) {
     A s = sigm(z);
     return z < A(20) ? s * (A(1) - s) : A(0);
   }
 };
 template <class A> struct Act<8, A> {  // swish: z * sigmoid(z)
-  static A f(A z, A) { return z * sigm(z); }
-  static A d(A z, A, A) {
+  static FG_INLINE A f(A z, A) { return z * sigm(z); }
+  static FG_INLINE A d(A z, A, A) {
     A s = sigm(z);
     return s + z * s * (A(1) - s);
   }
-  static A dd(A z, A) {
+  static FG_INLINE A dd(A z, A) {
     A s = sigm(z);
     return s * (A(1) - s) * (A(2) + z * (A(1) - A(2) * s));
   }
@@ -166,16 +188,48 @@ static inline void ba_walk(const BaParams& p, int64_t begin, int64_t end, Fn run
   }
 }
 
+// Half types run the float loops on staged blocks: converting a block at a time lets both the
+// conversions and the math vectorise (GCC does not vectorise loops that convert per element).
+constexpr int64_t kStage = 512;
+
+template <class T, class Fn>
+static inline void staged(int64_t n, Fn fn) {
+  for (int64_t k = 0; k < n; k += kStage) fn(k, n - k < kStage ? n - k : kStage);
+}
+
 template <int ACT, bool CLAMP, class T>
 static void fwd_impl(const BaParams& p, const T* x, T* y, int64_t begin, int64_t end) {
   using A = acc_t<T>;
   const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
   ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t) {
-    if (bv)
-      run_fwd<ACT, CLAMP, true>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
-    else
-      run_fwd<ACT, CLAMP, false>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
+    if constexpr (std::is_same<T, A>::value) {
+      if (bv)
+        run_fwd<ACT, CLAMP, true>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
+      else
+        run_fwd<ACT, CLAMP, false>(x + o, y + o, bv, bs, n, alpha, gain, clamp);
+    } else {
+      A xs[kStage], ys[kStage];
+      staged<T>(n, [&](int64_t k, int64_t m) {
+        convert_row(xs, x + o + k, m);
+        if (bv)
+          run_fwd<ACT, CLAMP, true>(xs, ys, bv + k, bs, m, alpha, gain, clamp);
+        else
+          run_fwd<ACT, CLAMP, false>(xs, ys, bv, bs, m, alpha, gain, clamp);
+        convert_row(y + o + k, ys, m);
+      });
+    }
   });
+}
+
+template <int ACT, bool CLAMP, class S, class A>
+static inline void grad_run(const S* dy, const S* x, S* dx, const A* bv, A bs, double* db, int64_t c, int64_t n,
+                            A alpha, A gain, A clamp) {
+  if (db == nullptr)
+    run_grad<ACT, CLAMP, false, false>(dy, x, dx, bv, bs, db, n, alpha, gain, clamp);
+  else if (bv)
+    run_grad<ACT, CLAMP, true, true>(dy, x, dx, bv, bs, db + c, n, alpha, gain, clamp);
+  else
+    db[c] += double(run_grad<ACT, CLAMP, false, true>(dy, x, dx, bv, bs, db, n, alpha, gain, clamp));
 }
 
 template <int ACT, bool CLAMP, class T>
@@ -183,12 +237,17 @@ static void grad_impl(const BaParams& p, const T* dy, const T* x, T* dx, double*
   using A = acc_t<T>;
   const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
   ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t c) {
-    if (db == nullptr)
-      run_grad<ACT, CLAMP, false, false>(dy + o, x + o, dx + o, bv, bs, db, n, alpha, gain, clamp);
-    else if (bv)
-      run_grad<ACT, CLAMP, true, true>(dy + o, x + o, dx + o, bv, bs, db + c, n, alpha, gain, clamp);
-    else
-      db[c] += double(run_grad<ACT, CLAMP, false, true>(dy + o, x + o, dx + o, bv, bs, db, n, alpha, gain, clamp));
+    if constexpr (std::is_same<T, A>::value) {
+      grad_run<ACT, CLAMP>(dy + o, x + o, dx + o, bv, bs, db, c, n, alpha, gain, clamp);
+    } else {
+      A dys[kStage], xs[kStage], dxs[kStage];
+      staged<T>(n, [&](int64_t k, int64_t m) {
+        convert_row(dys, dy + o + k, m);
+        convert_row(xs, x + o + k, m);
+        grad_run<ACT, CLAMP>(dys, xs, dxs, bv ? bv + k : bv, bs, db, c + (bv ? k : 0), m, alpha, gain, clamp);
+        convert_row(dx + o + k, dxs, m);
+      });
+    }
   });
 }
 

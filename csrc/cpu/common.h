@@ -25,9 +25,13 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
 #define FG_X86_MULTI_ISA 1
+#include <immintrin.h>  // F16C conversions in the avx2/avx512 copies (declared for every target)
 #else
 #define FG_X86_MULTI_ISA 0
 #endif
+
+// Force inlining of small helpers into the vectorised loops of each ISA copy.
+#define FG_INLINE inline __attribute__((always_inline))
 
 namespace fastgan_cpu {
 

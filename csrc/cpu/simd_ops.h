@@ -2,21 +2,49 @@
 // Included inside an ISA namespace by each *_kernels.h (no include guard, no includes: see common.h).
 // Everything here is written so that GCC vectorises the loops for the ISA of the enclosing region.
 
-static inline float ld(c10::Half v) { return static_cast<float>(v); }
-static inline float ld(c10::BFloat16 v) {
+#if FG_F16C  // hardware half conversions (vcvtph2ps / vcvtps2ph), which GCC vectorises
+static FG_INLINE float ld(c10::Half v) {
+  _Float16 h;
+  __builtin_memcpy(&h, &v.x, sizeof(h));
+  return static_cast<float>(h);
+}
+#else
+static FG_INLINE float ld(c10::Half v) { return static_cast<float>(v); }
+#endif
+static FG_INLINE float ld(c10::BFloat16 v) {
   uint32_t bits = static_cast<uint32_t>(v.x) << 16;
   float out;
   __builtin_memcpy(&out, &bits, sizeof(out));
   return out;
 }
-static inline float ld(float v) { return v; }
-static inline double ld(double v) { return v; }
+static FG_INLINE float ld(float v) { return v; }
+static FG_INLINE double ld(double v) { return v; }
 
 template <class D> struct St;
 template <> struct St<float> { static inline float cv(float v) { return v; } };
 template <> struct St<double> { static inline double cv(double v) { return v; } };
-template <> struct St<c10::Half> { static inline c10::Half cv(float v) { return c10::Half(v); } };
-template <> struct St<c10::BFloat16> { static inline c10::BFloat16 cv(float v) { return c10::BFloat16(v); } };
+#if FG_F16C
+template <> struct St<c10::Half> {
+  static FG_INLINE c10::Half cv(float v) {
+    const _Float16 h = static_cast<_Float16>(v);  // round to nearest even, like c10::Half(float)
+    uint16_t bits;
+    __builtin_memcpy(&bits, &h, sizeof(bits));
+    return c10::Half(bits, c10::Half::from_bits());
+  }
+};
+#else
+template <> struct St<c10::Half> { static FG_INLINE c10::Half cv(float v) { return c10::Half(v); } };
+#endif
+// float -> bfloat16 rounding to nearest even (NaN -> quiet NaN), branch-free so that it vectorises.
+template <> struct St<c10::BFloat16> {
+  static FG_INLINE c10::BFloat16 cv(float v) {
+    uint32_t u;
+    __builtin_memcpy(&u, &v, sizeof(u));
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    r = v != v ? 0x7fc0u : r;
+    return c10::BFloat16(static_cast<uint16_t>(r), c10::BFloat16::from_bits());
+  }
+};
 
 template <class D, class A> static inline void fill_zero(D* __restrict__ dst, int64_t n) {
   const D z = St<D>::cv(A(0));
@@ -27,6 +55,21 @@ template <class D, class S> static inline void convert_row(D* __restrict__ dst, 
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = St<D>::cv(ld(src[i]));
 }
+#if FG_F16C  // GCC does not vectorise half conversions by itself: 8 at a time with F16C
+static inline void convert_row(float* __restrict__ dst, const c10::Half* __restrict__ src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = ld(src[i]);
+}
+static inline void convert_row(c10::Half* __restrict__ dst, const float* __restrict__ src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) dst[i] = St<c10::Half>::cv(src[i]);
+}
+#endif
 
 // dst[i] (+)= sum_k w[k] * src[k][i] for K = 1..4 rows, in registers.
 template <int K, bool ACC, class S, class D, class A>
