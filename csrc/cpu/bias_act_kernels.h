@@ -49,8 +49,8 @@ template <class A> struct Act<0, A> {  // linear
   static FG_INLINE A dd(A, A) { return A(0); }
 };
 template <class A> struct Act<1, A> {  // relu
-  static FG_INLINE A f(A z, A) { return z > A(0) ? z : A(0); }
-  static FG_INLINE A d(A z, A, A) { return z > A(0) ? A(1) : A(0); }
+  static FG_INLINE A f(A z, A) { return z < A(0) ? A(0) : z; }        // NaN stays NaN, like torch
+  static FG_INLINE A d(A z, A, A) { return z <= A(0) ? A(0) : A(1); }  // threshold_backward on the result
   static FG_INLINE A dd(A, A) { return A(0); }
 };
 template <class A> struct Act<2, A> {  // lrelu
