@@ -30,12 +30,12 @@ def _taps(n, seed, ndim=1):
 # (up, down, padding, fu taps / 2-D size, fd taps, clamp, flip, slope, gain)
 GEOMS = [
     (2, 2, [11, 10, 11, 10], 12, 12, 256.0, False, 0.2, np.sqrt(2)),     # SG3 layer
-    (4, 2, [-6, -9, -6, -9], 24, 12, 0.8, False, 0.2, np.sqrt(2)),        # SG3 up 4
+    (4, 2, [-2, 3, -1, 4], 24, 12, 0.8, False, 0.2, np.sqrt(2)),          # up 4, a negative crop
     (2, 2, [3, 5, 2, 6], (5, 2), (7, 2), 0.5, True, 0.1, 2.0),            # 2-D filters
     (1, 1, 0, None, None, None, False, 1.0, 1.0),                        # ToRGB-like identity
     (3, 1, [4, 2, 3, 5], 7, None, None, False, 0.3, 1.3),                 # up 3, no down filter
     (1, 3, [2, 4, 5, 1], None, 9, 1.0, True, 0.0, 1.0),                  # down 3, relu
-    (2, 4, [20, 19, 18, 21], 40, 41, None, False, 0.2, 1.0),             # taps beyond any specialisation
+    (2, 4, [40, 40, 41, 39], 40, 41, None, False, 0.2, 1.0),             # taps beyond any specialisation
     (1, 1, [-15, 20, 3, -2], 3, (4, 2), None, False, 0.2, 1.0),          # crop beyond one edge
 ]
 

@@ -31,7 +31,8 @@ __all__ = ["filtered_lrelu"]
 
 _log = logging.getLogger(__name__)
 
-_KERNEL_MODULES = {"cpu": "fastgan.backends.cpu_filtered_lrelu", "triton": "fastgan.backends.triton.filtered_lrelu"}
+_KERNEL_MODULES = {"cpu": "fastgan.backends.cpu_filtered_lrelu", "triton": "fastgan.backends.triton.filtered_lrelu",
+                   "cuda": "fastgan.backends.cuda_filtered_lrelu"}
 
 
 def _explicit(impl: Optional[str]) -> bool:
@@ -41,22 +42,24 @@ def _explicit(impl: Optional[str]) -> bool:
 def kernels_for(name: str, impl: Optional[str], op: str, modules=_KERNEL_MODULES):
     """The op's kernel module of backend ``name``, or None to run ``ref``.
 
-    A backend without this op (an extension built before it existed, or ``cuda``, which has no own
-    kernel here and borrows triton's) falls back to ref when it was chosen automatically and raises
+    A backend without this op (an extension built before it existed, or a CUDA extension without
+    it, which then borrows triton's kernel) falls back when it was chosen automatically and raises
     :class:`~fastgan.backends.BackendUnavailable` when it was asked for explicitly.
     """
     if name == "ref":
         return None
-    mod_name = modules.get("triton" if name == "cuda" else name)
     try:
-        if mod_name is None:
+        if name not in modules:
             raise backends.BackendUnavailable(f"{op}: backend {name!r} has no kernel for this op")
-        if name == "cuda":
+        if name == "triton":
             backends.get("triton")
-        return importlib.import_module(mod_name)
-    except backends.BackendUnavailable as e:
-        if _explicit(impl) and name != "cuda":
-            raise
+        return importlib.import_module(modules[name])
+    except (backends.BackendUnavailable, ImportError) as e:
+        if name == "cuda":
+            _log.debug("%s: no CUDA kernel (%s); trying triton", op, e)
+            return kernels_for("triton", None, op, modules)
+        if _explicit(impl):
+            raise backends.BackendUnavailable(str(e)) from e
         _log.debug("%s: %s; using the ref backend", op, e)
         return None
 

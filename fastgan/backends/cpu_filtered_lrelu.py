@@ -1,0 +1,34 @@
+"""Glue of the fused CPU filtered_lrelu kernel (``torch.ops.fastgan.cpu_filtered_lrelu`` in fastgan._C).
+
+Called by the autograd wrappers of :mod:`fastgan.ops.filtered_lrelu` with validated arguments and
+filters already in correlation order. Half types run in float32 and are cast back.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import BackendUnavailable, get
+
+get("cpu")  # loads fastgan._C (raises BackendUnavailable with the reason when it cannot)
+if not hasattr(torch.ops.fastgan, "cpu_filtered_lrelu"):
+    raise BackendUnavailable("fastgan._C was built without filtered_lrelu; rebuild the extension")
+
+_OP = torch.ops.fastgan.cpu_filtered_lrelu
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torch.Tensor, up: int, down: int,
+          pad1, pad2, gain: float, slope: float, clamp: Optional[float], signs: Optional[torch.Tensor],
+          write_signs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``y = FIR_f2(act(gain * FIR_f1(up(x + b))))``, downsampled; see fastgan/ops/filtered_lrelu.py."""
+    dt = _compute_dtype(x.dtype)
+    xc = x.to(dt)
+    bc = None if b is None else b.to(dt)
+    y, s = _OP(xc, bc, f1, f2, up, down, list(pad1), list(pad2), gain, slope, -1.0 if clamp is None else clamp,
+               signs, write_signs)
+    return y.to(x.dtype), s
