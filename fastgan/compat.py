@@ -20,6 +20,9 @@ PATCHES: Dict[str, Dict[str, object]] = {
     "ops.upfirdn2d": {"setup_filter": ops.setup_filter, "upfirdn2d": ops.upfirdn2d, "filter2d": ops.filter2d,
                       "upsample2d": ops.upsample2d, "downsample2d": ops.downsample2d},
     "ops.bias_act": {"bias_act": ops.bias_act},
+    "ops.conv2d_resample": {"conv2d_resample": ops.conv2d_resample},
+    "ops.fma": {"fma": ops.fma},
+    "ops.conv2d_gradfix": {"no_weight_gradients": ops.no_weight_gradients},
     "ops.filtered_lrelu": {"filtered_lrelu": ops.filtered_lrelu},
 }
 

@@ -1,0 +1,248 @@
+"""conv2d_resample, modulated convolutions, modconv_bias_act and fma: gradients, backends, errors."""
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import fastgan.compat
+import fastgan.ops as ops
+from fastgan import backends
+from fastgan.backends import cpu_modconv
+from fastgan.ops import modconv as modconv_mod
+
+BACKENDS = [pytest.param("ref"), pytest.param("cpu", marks=pytest.mark.cpu_ext)]
+
+
+def _need(backend):
+    if not backends.available(backend):
+        pytest.skip(f"backend {backend!r} unavailable here")
+
+
+def _need_epilogue():
+    _need("cpu")
+    if not cpu_modconv.available():
+        pytest.skip("fastgan._C lacks the modconv epilogue ops (rebuild the extension)")
+
+
+def _rand(*shape, dtype=torch.float64, seed=0, grad=True):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(*shape, generator=g, dtype=dtype)
+    return t.requires_grad_(grad)
+
+
+F1331 = ops.setup_filter([1, 3, 3, 1])
+C2R_GEOMS = [  # (k, up, down, padding, groups, flip_weight)
+    (3, 1, 1, 1, 1, True), (3, 2, 1, 1, 2, False), (3, 1, 2, [1, 0, 1, 2], 1, True), (1, 2, 1, 0, 1, True),
+    (1, 1, 2, 0, 2, False), (3, 1, 1, [2, 0, -1, 1], 1, False), (4, 2, 2, 1, 1, True)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("geom", C2R_GEOMS, ids=[str(g) for g in C2R_GEOMS])
+def test_conv2d_resample_gradgradcheck(geom, backend):
+    _need(backend)
+    k, up, down, padding, groups, flip_weight = geom
+    x = _rand(1, 4, 5, 4, seed=1)
+    w = _rand(2, 4 // groups, k, k, seed=2)
+    f = F1331.double()
+
+    def fn(x, w):
+        return ops.conv2d_resample(x, w, f, up=up, down=down, padding=padding, groups=groups,
+                                   flip_weight=flip_weight, impl=backend)
+    assert torch.autograd.gradcheck(fn, (x, w), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, w), fast_mode=True)
+
+
+SG2_GEOMS = [(3, 1, 1, True, True), (3, 2, 1, True, False), (3, 1, 2, False, True), (1, 1, 1, True, False),
+             (3, 2, 1, False, True)]   # (k, up, down, demodulate, fused)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("geom", SG2_GEOMS, ids=[str(g) for g in SG2_GEOMS])
+def test_modulated_conv2d_gradgradcheck(geom, backend):
+    _need(backend)
+    k, up, down, demod, fused = geom
+    x, weight, styles = _rand(2, 3, 4, 4, seed=1), _rand(2, 3, k, k, seed=2), _rand(2, 3, seed=3)
+    oh = 4 * up // down
+    noise = _rand(2, 1, oh, oh, seed=4)
+
+    def fn(x, weight, styles, noise):
+        return ops.modulated_conv2d(x, weight, styles, noise, up=up, down=down, padding=k // 2,
+                                    resample_filter=F1331.double(), demodulate=demod, flip_weight=up == 1,
+                                    fused_modconv=fused, impl=backend)
+    args = (x, weight, styles, noise)
+    assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("demod", [True, False])
+def test_modulated_conv2d_sg3_gradgradcheck(backend, demod):
+    _need(backend)
+    x, w, s, gain = _rand(2, 3, 5, 4, seed=1), _rand(2, 3, 3, 3, seed=2), _rand(2, 3, seed=3), _rand(2, 3, seed=4)
+
+    def fn(x, w, s, gain):
+        return ops.modulated_conv2d_sg3(x, w, s, demodulate=demod, padding=[1, 2], input_gain=gain, impl=backend)
+    assert torch.autograd.gradcheck(fn, (x, w, s, gain), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x, w, s, gain), fast_mode=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act", ["lrelu", "linear", "swish"])
+def test_modconv_bias_act_gradgradcheck(backend, act):
+    _need(backend)
+    x, weight, styles = _rand(2, 3, 4, 4, seed=1), _rand(2, 3, 3, 3, seed=2), _rand(2, 3, seed=3)
+    bias, noise = _rand(2, seed=5), _rand(4, 4, seed=6)
+
+    def fn(x, weight, styles, bias, noise):
+        return ops.modconv_bias_act(x, weight, styles, bias, noise, act=act, gain=1.3, impl=backend)
+    args = (x, weight, styles, bias, noise)
+    assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, args, fast_mode=True)
+
+
+def _synthesis_args(dtype, channels_last=False, noise_kind="n1hw", up=1, seed=0):
+    n, i, o, h = 3, 8, 6, 7
+    x = _rand(n, i, h, h, dtype=dtype, seed=seed, grad=False)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    oh = h * up
+    noise = {"n1hw": lambda: _rand(n, 1, oh, oh, dtype=dtype, seed=seed + 4, grad=False),
+             "hw": lambda: _rand(oh, oh, dtype=dtype, seed=seed + 4, grad=False),
+             "nchw": lambda: _rand(n, o, oh, oh, dtype=dtype, seed=seed + 4, grad=False),
+             "none": lambda: None}[noise_kind]()
+    return dict(x=x, weight=_rand(o, i, 3, 3, seed=seed + 1, grad=False), styles=_rand(n, i, seed=seed + 2, grad=False),
+                bias=_rand(o, seed=seed + 3, grad=False), noise=noise, up=up, resample_filter=F1331)
+
+
+@pytest.mark.cpu_ext
+@pytest.mark.parametrize("channels_last, noise_kind, up", [
+    (False, "n1hw", 1), (True, "hw", 2), (True, "nchw", 1), (False, "none", 2), (True, "n1hw", 1)])
+def test_cpu_synthesis_layer_matches_ref(channels_last, noise_kind, up):
+    """Forward and all gradients of the cpu formulation (+ C++ epilogue) against ref, float32."""
+    _need_epilogue()
+    a = _synthesis_args(torch.float32, channels_last, noise_kind, up)
+    leaves = {k: v.requires_grad_(True) for k, v in a.items() if isinstance(v, torch.Tensor) and k != "resample_filter"}
+    outs, grads = {}, {}
+    for backend in ("ref", "cpu"):
+        y = ops.modconv_bias_act(**a, act="lrelu", clamp=1.5, impl=backend)
+        g = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        outs[backend] = y
+        grads[backend] = torch.autograd.grad((y * g).sum(), list(leaves.values()))
+    assert (outs["cpu"].abs() == 1.5).any(), "the clamp must be exercised"
+    torch.testing.assert_close(outs["cpu"], outs["ref"], rtol=1e-5, atol=1e-5)
+    for name, gc, gr in zip(leaves, grads["cpu"], grads["ref"]):
+        torch.testing.assert_close(gc, gr, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.cpu_ext
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_cpu_synthesis_layer_dtypes_and_inference(dtype):
+    _need_epilogue()
+    a = _synthesis_args(dtype, channels_last=True)
+    a["noise"] = a["noise"].to(dtype)
+    ref = ops.modconv_bias_act(**{k: (v.double() if isinstance(v, torch.Tensor) and k != "resample_filter" else v)
+                                  for k, v in a.items()}, act="lrelu", impl="ref")
+    with torch.no_grad():   # the in-place epilogue
+        y = ops.modconv_bias_act(**a, act="lrelu", impl="cpu")
+    assert y.dtype == dtype
+    tol = 1e-10 if dtype == torch.float64 else 5e-2
+    torch.testing.assert_close(y.double(), ref.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_styles_with_demodulation_are_finite(backend):
+    _need(backend)
+    x, weight = _rand(2, 3, 5, 5, seed=1), _rand(4, 3, 3, 3, seed=2)
+    styles = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    for fused in (True, False):
+        y = ops.modulated_conv2d(x, weight, styles, padding=1, fused_modconv=fused, impl=backend)
+        gx, gw, gs = torch.autograd.grad(y.square().sum(), (x, weight, styles))
+        assert torch.isfinite(y).all() and (y == 0).all()
+        assert all(torch.isfinite(t).all() for t in (gx, gw, gs))
+
+
+def test_fp16_prenormalisation_matches_fp32_up_to_rounding():
+    x, weight, styles = (_rand(2, 4, 6, 6, dtype=torch.float32, seed=s, grad=False) for s in (1, 2, 3))
+    weight, styles = weight.reshape(2, 4, 6, 6)[:, :, :3, :3].contiguous() * 1e3, styles[:, :, 0, 0].contiguous() * 1e3
+    y32 = ops.modulated_conv2d(x, weight, styles, padding=1, fused_modconv=False, impl="ref")
+    y16 = ops.modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=False, impl="ref")
+    assert torch.isfinite(y16).all()
+    torch.testing.assert_close(y16.float(), y32, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ops.modulated_conv2d(torch.randn(2, 3, 4, 4), torch.randn(5, 4, 3, 3), torch.randn(2, 3)), "weight"),
+    (lambda: ops.modulated_conv2d(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 3, 3), torch.randn(2, 4)), "styles"),
+    (lambda: ops.modulated_conv2d(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 3, 3), torch.randn(2, 3),
+                                  noise=torch.randn(2, 1, 3, 3), padding=1), "noise"),
+    (lambda: ops.modulated_conv2d(torch.randn(3, 4, 4), torch.randn(5, 3, 3, 3), torch.randn(2, 3)), "x"),
+    (lambda: ops.modconv_bias_act(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 3, 3), torch.randn(2, 3),
+                                  torch.randn(4)), "bias"),
+    (lambda: ops.modulated_conv2d_sg3(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 1, 1), torch.randn(3, 3)), "s"),
+    (lambda: ops.modulated_conv2d_sg3(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 1, 1), torch.randn(2, 3),
+                                      input_gain=torch.randn(3, 2)), "input_gain"),
+    (lambda: ops.modulated_conv2d_sg3(torch.randn(2, 3, 4, 4), torch.randn(5, 3, 1, 1), torch.randn(2, 3),
+                                      padding=[1, 2, 3]), "padding"),
+    (lambda: ops.conv2d_resample(torch.randn(2, 4, 4, 4), torch.randn(6, 3, 3, 3), groups=2), "w"),
+    (lambda: ops.conv2d_resample(torch.randn(2, 4, 4, 4), torch.randn(6, 4, 3, 3).double()), "w"),
+    (lambda: ops.conv2d_resample(torch.randn(2, 4, 4, 4), torch.randn(6, 4, 3, 3), up=0), "up"),
+    (lambda: ops.conv2d_resample(torch.randn(2, 4, 4, 4), torch.randn(6, 4, 9, 9)), "empty output"),
+    (lambda: ops.fma(torch.randn(2, 3), torch.randn(4), torch.randn(1)), "a"),
+])
+def test_bad_arguments_name_the_argument(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fma_unbroadcasts_and_differentiates_twice(backend):
+    _need(backend)
+    a, b, c = _rand(3, 4, 5, seed=1), _rand(4, 1, seed=2), _rand(5, seed=3)
+    fn = lambda a, b, c: ops.fma(a, b, c, impl=backend)   # noqa: E731
+    torch.testing.assert_close(fn(a, b, c), a * b + c)
+    assert torch.autograd.gradcheck(fn, (a, b, c), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (a, b, c), fast_mode=True)
+
+
+def test_kernel_formulation_matches_grouped_conv():
+    """The activation-modulated formulation (any backend but ref) equals NVlabs' fused grouped conv."""
+    a = _synthesis_args(torch.float64, up=2)
+    w, s, dc = modconv_mod._sg2_prepare(a["x"], a["weight"], a["styles"], True)
+    y = modconv_mod._kernel_modconv("ref", a["x"], w, s, dc, a["noise"], 2, 1, (1, 1, 1, 1), F1331, False)
+    ref = ops.modulated_conv2d(a["x"], a["weight"], a["styles"], a["noise"], up=2, padding=1, resample_filter=F1331,
+                               flip_weight=False, fused_modconv=True, impl="ref")
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_patch_nvlabs_conv_ops(tmp_path, monkeypatch):
+    pkg = "torch_utils_fake_conv"
+    d = tmp_path / pkg / "ops"
+    d.mkdir(parents=True)
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (d / "__init__.py").write_text("")
+    fail = "raise AssertionError('original called')"
+    (d / "conv2d_resample.py").write_text(f"def conv2d_resample(x, w, **kw): {fail}\n")
+    (d / "fma.py").write_text(f"def fma(a, b, c): {fail}\n")
+    (d / "conv2d_gradfix.py").write_text(f"def no_weight_gradients(disable=True): {fail}\n")
+    (tmp_path / "user_conv.py").write_text(textwrap.dedent(f"""
+        from {pkg}.ops import conv2d_resample, conv2d_gradfix
+        from {pkg}.ops.fma import fma
+        def layer(x, w, f):
+            with conv2d_gradfix.no_weight_gradients():
+                y = conv2d_resample.conv2d_resample(x=x, w=w, f=f, up=2, padding=1, flip_weight=False)
+            return fma(y, y, y)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import user_conv
+        patched = fastgan.compat.patch_nvlabs(pkg)
+        assert {f"{pkg}.ops.conv2d_resample.conv2d_resample", f"{pkg}.ops.fma.fma",
+                f"{pkg}.ops.conv2d_gradfix.no_weight_gradients"} <= set(patched)
+        x, w = torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3)
+        got = user_conv.layer(x, w, F1331)
+        y = ops.conv2d_resample(x, w, F1331, up=2, padding=1, flip_weight=False, impl="ref")
+        torch.testing.assert_close(got, y * y + y, rtol=1e-4, atol=1e-4)
+    finally:
+        for m in [m for m in sys.modules if m.startswith(pkg) or m == "user_conv"]:
+            del sys.modules[m]
