@@ -13,10 +13,12 @@ def _features(seed, n=700, d=48, offset=50.0):
     return (rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * 0.1 + offset).astype(np.float32)
 
 
+@pytest.mark.parametrize("buffer_rows", [64, 4096])     # many partial flushes, or one at the end
 @pytest.mark.parametrize("path", ["blas", "torch"])
-def test_streaming_matches_numpy_cov(path, monkeypatch):
+def test_streaming_matches_numpy_cov(path, buffer_rows, monkeypatch):
     if path == "torch":
         monkeypatch.setattr(stats_mod, "_dsyrk", lambda: None)
+    monkeypatch.setattr(stats_mod, "_BUFFER_ROWS", buffer_rows)
     x = _features(0)
     st = FeatureStats()
     for i in range(0, len(x), 97):           # uneven batches
@@ -31,10 +33,11 @@ def test_streaming_matches_numpy_cov(path, monkeypatch):
     assert np.array_equal(cov, cov.T)
 
 
-def test_merge_equals_single_stream():
+def test_merge_equals_single_stream(monkeypatch):
+    monkeypatch.setattr(stats_mod, "_BUFFER_ROWS", 100)
     x = _features(1)
     whole = FeatureStats().append(x)
-    a, b = FeatureStats().append(x[:250]), FeatureStats().append(x[250:])
+    a, b = FeatureStats().append(x[:250]), FeatureStats().append(x[250:])     # both hold buffered rows
     a.merge(b)
     assert a.n == whole.n
     np.testing.assert_allclose(a.mean(), whole.mean(), rtol=1e-13)

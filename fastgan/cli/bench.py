@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 
-SUITES = ["ops", "models"]
+SUITES = ["ops", "metrics", "models"]
 
 
 def add_parser(sub) -> None:

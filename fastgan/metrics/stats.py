@@ -6,7 +6,9 @@ the final ``S/n - (s/n)(s/n)^T`` suffers no cancellation even when features have
 
 S is symmetric, so each batch is a symmetric rank-k update: on the CPU through BLAS ``dsyrk`` (half the
 flops of a general product; the fastest option measured on CPU), elsewhere as a blocked product that
-computes only the upper block triangle. Only the upper triangle of S is kept up to date; the full
+computes only the upper block triangle. Small batches (the extractor's, e.g. 64 rows) are gathered in a
+float64 buffer of up to 4096 rows first: a rank-k update costs a pass over the D x D matrix, so few large
+updates are much faster than many small ones. Only the upper triangle of S is kept up to date; the full
 matrix is made when it is read.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 __all__ = ["FeatureStats"]
 
 Array = Union[np.ndarray, torch.Tensor]
-_CHUNK = 2048        # rows per update: bounds the float64 temporary to 2048 x D
+_BUFFER_ROWS = 4096  # rows gathered per rank-k update (a 4096 x D float64 buffer)
 _BLOCKS = 8          # column blocks of the blocked torch update (upper block triangle: 9/16 of a GEMM)
 
 
@@ -54,6 +56,8 @@ class FeatureStats:
         self._shift: Optional[torch.Tensor] = None
         self._sum: Optional[torch.Tensor] = None
         self._outer: Optional[torch.Tensor] = None
+        self._buf: Optional[torch.Tensor] = None
+        self._fill = 0
 
     # -- accumulation ---------------------------------------------------------------------------
     def _allocate(self, device: torch.device) -> None:
@@ -66,6 +70,8 @@ class FeatureStats:
             self._outer = torch.from_numpy(np.zeros((d, d), dtype=np.float64, order="F"))
         else:
             self._outer = torch.zeros(d, d, dtype=torch.float64, device=device)
+        self._buf = None
+        self._fill = 0
 
     def append(self, x: Array) -> "FeatureStats":
         """Add a batch of feature vectors, shape ``(N, D)`` (any float dtype, numpy or torch)."""
@@ -84,13 +90,27 @@ class FeatureStats:
             self._allocate(self.device or x.device)
         x = x.detach().to(self.device)
         if self.n == 0:
-            self._shift.copy_(x[:_CHUNK].double().mean(0))
-        for i in range(0, x.shape[0], _CHUNK):
-            xc = x[i:i + _CHUNK].double() - self._shift
-            self._sum += xc.sum(0)
-            self._rank_k_update(xc)
+            self._shift.copy_(x[:_BUFFER_ROWS].double().mean(0))
+        if self._buf is None:
+            self._buf = torch.empty(_BUFFER_ROWS, self.dim, dtype=torch.float64, device=self.device)
+        i = 0
+        while i < x.shape[0]:
+            take = min(_BUFFER_ROWS - self._fill, x.shape[0] - i)
+            torch.sub(x[i:i + take], self._shift, out=self._buf[self._fill:self._fill + take])
+            self._fill += take
+            i += take
+            if self._fill == _BUFFER_ROWS:
+                self._flush()
         self.n += int(x.shape[0])
         return self
+
+    def _flush(self) -> None:
+        """Fold the buffered rows into s and S."""
+        if self._fill:
+            xc = self._buf[:self._fill]
+            self._sum += xc.sum(0)
+            self._rank_k_update(xc)
+            self._fill = 0
 
     def _rank_k_update(self, xc: torch.Tensor) -> None:
         """S += xc^T xc on the upper triangle."""
@@ -109,11 +129,13 @@ class FeatureStats:
             self._outer[lo:hi, lo:].addmm_(xc[:, lo:hi].mT, xc[:, lo:])
 
     def _full_outer(self) -> torch.Tensor:
+        self._flush()
         upper = torch.triu(self._outer)
         return upper + torch.triu(upper, 1).mT
 
     def _recenter(self, new_shift: torch.Tensor) -> None:
         """Express the state relative to ``new_shift`` (exact: S' = S + s d^T + d s^T + n d d^T, d = c - c')."""
+        self._flush()
         delta = self._shift - new_shift
         corr = torch.outer(self._sum, delta)
         corr += corr.mT.clone()
@@ -134,6 +156,8 @@ class FeatureStats:
             self.dim = other.dim
             self._allocate(self.device or other.device)
             self._shift.copy_(other._shift.to(self.device))
+        self._flush()
+        other._flush()
         o_shift, o_sum = other._shift.to(self.device), other._sum.to(self.device)
         total = self.n + other.n
         mean = (self._shift * self.n + self._sum + o_shift * other.n + o_sum) / total
@@ -160,6 +184,7 @@ class FeatureStats:
             raise ValueError("FeatureStats.all_reduce: dim unknown on this rank; pass dim= to FeatureStats()")
         if self._outer is None:
             self._allocate(self.device or torch.device("cpu"))
+        self._flush()
         head = torch.cat([torch.tensor([float(self.n)], dtype=torch.float64, device=self.device),
                           self._shift * self.n + self._sum])
         dist.all_reduce(head, group=group)
@@ -168,6 +193,7 @@ class FeatureStats:
             return self
         self._recenter(head[1:] / total)
         full = self._full_outer().contiguous()
+        self._buf = None
         dist.all_reduce(full, group=group)
         dist.all_reduce(self._sum, group=group)
         # full is symmetric, so its transpose view is the same matrix in Fortran order (what dsyrk updates).
@@ -186,6 +212,7 @@ class FeatureStats:
         ``ddof=1`` divides by n-1 like ``numpy.cov`` and pytorch-fid; ``ddof=0`` divides by n like NVlabs.
         """
         self._check_nonempty("mean_cov", need=ddof + 1)
+        self._flush()
         m = self._sum / self.n
         cov = (self._full_outer() - self.n * torch.outer(m, m)) / (self.n - ddof)
         return self._shift + m, cov
@@ -197,6 +224,7 @@ class FeatureStats:
 
     def mean(self) -> np.ndarray:
         self._check_nonempty("mean")
+        self._flush()
         return (self._shift + self._sum / self.n).cpu().numpy()
 
     def cov(self, ddof: int = 1) -> np.ndarray:
