@@ -106,6 +106,8 @@ class EmulatedCuda:
         lib.emu_upfirdn2d.argtypes = [vp, vp, vp, i32, ctypes.POINTER(i64), ctypes.POINTER(i64), ctypes.POINTER(i32)]
         lib.emu_bias_act.argtypes = [vp, vp, vp, vp, vp, i32, i64, i64, i64, i32, f64, f64, f64, i32]
         lib.emu_bias_grad_reduce.argtypes = [vp, i32, i64, i64, i64, vp]
+        lib.emu_filtered_lrelu.argtypes = [vp, vp, vp, vp, vp, vp, vp, i32, ctypes.POINTER(i64), ctypes.POINTER(i64),
+                                           ctypes.POINTER(i32), f64, f64, f64]
         lib.emu_error_string.restype = ctypes.c_char_p
         lib.emu_set_sm_count.argtypes = [i32]
         lib.emu_last_launch.argtypes = [ctypes.POINTER(i32)]
@@ -209,3 +211,34 @@ class EmulatedCuda:
 
     def bias_act_grad2(self, g, dy, x, b, dim, act, alpha, gain, clamp):
         return self._launch(2, x, b, dim, act, alpha, gain, clamp, dy=dy, g=g)[0]
+
+    # ---- filtered_lrelu (mirrors csrc/cuda/filtered_lrelu.cpp) ----
+    def fused(self, x, b, f1, f2, up, down, pad1, pad2, gain, slope, clamp, signs, write_signs):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+
+        def taps(f):
+            t = f.to(acc)
+            return (torch.outer(t, t) if t.ndim == 1 else t).contiguous()
+
+        k1, k2 = taps(f1), taps(f2)
+        n, c, h, w = x.shape
+        mid_w = w * up + pad1[0] + pad1[1] - k1.shape[1] + 1
+        mid_h = h * up + pad1[2] + pad1[3] - k1.shape[0] + 1
+        out_w = (mid_w + pad2[0] + pad2[1] - k2.shape[1]) // down + 1
+        out_h = (mid_h + pad2[2] + pad2[3] - k2.shape[0]) // down + 1
+        signs_w = (mid_w + 3) // 4
+        bias = None if b is None else b.to(acc).contiguous()
+        signs_in = None if signs is None else signs.contiguous()
+        if signs_in is not None:
+            assert not write_signs and signs_in.shape == (n, c, mid_h, signs_w) and signs_in.dtype == torch.uint8
+        signs_out = torch.zeros((n, c, mid_h, signs_w), dtype=torch.uint8) if write_signs else None
+        fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+        y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, memory_format=fmt).fill_(math.nan)
+        xs = (ctypes.c_int64 * 4)(*x.stride())
+        ys = (ctypes.c_int64 * 4)(*y.stride())
+        ints = (ctypes.c_int * 19)(n, c, h, w, mid_h, mid_w, out_h, out_w, up, down, pad1[0], pad1[2], pad2[0],
+                                   pad2[2], k1.shape[1], k1.shape[0], k2.shape[1], k2.shape[0], signs_w)
+        self._check(self.lib.emu_filtered_lrelu(
+            x.data_ptr(), _ptr(bias), y.data_ptr(), k1.data_ptr(), k2.data_ptr(), _ptr(signs_in), _ptr(signs_out),
+            DTYPES[x.dtype], xs, ys, ints, float(gain), float(slope), -1.0 if clamp is None else float(clamp)))
+        return y, (signs_out if signs_out is not None else torch.empty(0, dtype=torch.uint8))

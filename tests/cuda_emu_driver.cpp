@@ -202,6 +202,26 @@ int emu_bias_grad_reduce(const void* dx, int dtype, int64_t outer, int64_t chann
   return bias_grad_reduce_launch(dx, static_cast<DType>(dtype), outer, channels, inner, db, nullptr);
 }
 
+// ints: n, c, in_h, in_w, mid_h, mid_w, out_h, out_w, up, down, pad1_x0, pad1_y0, pad2_x0, pad2_y0,
+//       f1_w, f1_h, f2_w, f2_h, signs_w
+int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* f1, const void* f2, const uint8_t* signs_in,
+                       uint8_t* signs_out, int dtype, const int64_t* x_stride, const int64_t* y_stride, const int* ints,
+                       double gain, double slope, double clamp) {
+  FilteredLreluParams p{};
+  p.x = x; p.b = b; p.y = y; p.f1 = f1; p.f2 = f2; p.signs_in = signs_in; p.signs_out = signs_out;
+  p.dtype = static_cast<DType>(dtype);
+  for (int d = 0; d < 4; ++d) {
+    p.x_stride[d] = x_stride[d];
+    p.y_stride[d] = y_stride[d];
+  }
+  p.n = ints[0]; p.c = ints[1]; p.in_h = ints[2]; p.in_w = ints[3]; p.mid_h = ints[4]; p.mid_w = ints[5];
+  p.out_h = ints[6]; p.out_w = ints[7]; p.up = ints[8]; p.down = ints[9];
+  p.pad1_x0 = ints[10]; p.pad1_y0 = ints[11]; p.pad2_x0 = ints[12]; p.pad2_y0 = ints[13];
+  p.f1_w = ints[14]; p.f1_h = ints[15]; p.f2_w = ints[16]; p.f2_h = ints[17]; p.signs_w = ints[18];
+  p.gain = gain; p.slope = slope; p.clamp = clamp;
+  return filtered_lrelu_launch(p, nullptr);
+}
+
 const char* emu_error_string(int code) { return error_string(code); }
 
 void emu_set_sm_count(int n) { emu::sm_count = n; }

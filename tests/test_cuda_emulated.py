@@ -7,6 +7,7 @@ memory that was never staged and unwritten outputs all show up as NaN.
 """
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 from fastgan import ops
 from fastgan.backends import ref
 from fastgan.backends.activations import ACTIVATIONS
+from fastgan.backends.ref.filtered_lrelu import filtered_lrelu as ref_filtered_lrelu
 from fastgan.ops.bias_act import _BiasAct
 from fastgan.ops.upfirdn2d import _UpFirDn2d
 
@@ -48,8 +50,8 @@ def nan_framed(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
 def close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     assert actual.shape == expected.shape, what
     assert not actual.isnan().any(), f"{what}: NaN in the output (out-of-bounds read or unwritten element)"
-    scale = max(float(expected.abs().max()), 1e-30)
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=0, atol=TOL[dtype] * scale * 4,
+    scale = max(float(expected.detach().abs().max()), 1e-30)
+    torch.testing.assert_close(actual.detach().double(), expected.detach().double(), rtol=0, atol=TOL[dtype] * scale * 4,
                                msg=lambda m: f"{what}: {m}")
 
 
@@ -258,3 +260,92 @@ def test_bias_act_autograd_gradgradcheck(emu, act, clamp):
 
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+# ---------------------------------------------------------------------------------------------------
+# filtered_lrelu: the fused primitive through the shared autograd of fastgan.ops.filtered_lrelu
+
+flr = importlib.import_module("fastgan.ops.filtered_lrelu")
+
+# (x shape, fu, fd, up, down, padding (x0, x1, y0, y1), clamp)
+FLR_CASES = [
+    ((2, 3, 10, 12), "sep12", "sep12", 2, 2, (11, 10, 11, 10), 0.3),   # StyleGAN3-like, clamped
+    ((1, 2, 9, 11), "sep12", "sep12", 2, 2, (11, 10, 11, 10), None),
+    ((2, 2, 8, 10), "4x4", "9x9", 1, 1, (6, 5, 5, 6), None),           # 2-D filters, no resampling
+    ((1, 2, 7, 9), "5x3", "4x4", 4, 2, (5, 3, 2, 6), 0.5),             # asymmetric, up 4
+    ((1, 3, 12, 11), "sep7", "5x3", 1, 3, (-1, 4, 2, 2), None),        # down 3, a crop
+    ((1, 1, 40, 45), "4x4", "sep7", 2, 1, (3, 2, 3, 2), None),         # several tiles per axis
+]
+
+
+def run_flr(emu, x, b, case):
+    _, kfu, kfd, up, down, pad, clamp = case
+    fu, fd = filt(kfu), filt(kfd)
+    plan = flr._Plan(x.shape, fu, fd, up, down, pad, 1.4, 0.2, clamp, False)
+    got = flr._FilteredLReLU.apply(x, b, emu, plan)
+    want = ref_filtered_lrelu(x.double(), fu, fd, None if b is None else b.double(), up, down, pad, 1.4, 0.2, clamp,
+                              False)
+    return got, want
+
+
+@pytest.mark.parametrize("case", FLR_CASES, ids=lambda c: f"{c[1]}-{c[2]}-up{c[3]}-down{c[4]}-clamp{c[6]}")
+def test_filtered_lrelu_matches_ref(emu, case):
+    gen = torch.Generator().manual_seed(8)
+    x = nan_framed(torch.randn(case[0], generator=gen, dtype=torch.float64)).requires_grad_(True)
+    b = torch.randn(case[0][1], generator=gen, dtype=torch.float64).requires_grad_(True)
+    got, want = run_flr(emu, x, b, case)
+    close(got, want, torch.float64, "forward")
+    dy = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    got_dx, got_db = torch.autograd.grad(got, [x, b], dy)
+    want_dx, want_db = torch.autograd.grad(want, [x, b], dy)
+    close(got_dx, want_dx, torch.float64, "dx")
+    close(got_db, want_db, torch.float64, "db")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_filtered_lrelu_low_precision(emu, dtype):
+    x = torch.randn(1, 2, 9, 11, generator=torch.Generator().manual_seed(9)).to(dtype)
+    b = torch.randn(2).to(dtype)
+    got, want = run_flr(emu, x, b, FLR_CASES[0])
+    assert got.dtype == dtype
+    close(got, want, dtype, f"filtered_lrelu {dtype}")
+
+
+@pytest.mark.parametrize("case", [FLR_CASES[0], FLR_CASES[3]], ids=["sg3", "up4-down2"])
+def test_filtered_lrelu_gradgradcheck(emu, case):
+    x = torch.randn(1, 1, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(10)).requires_grad_(True)
+    _, kfu, kfd, up, down, pad, clamp = case
+    plan = flr._Plan(x.shape, filt(kfu), filt(kfd), up, down, pad, 1.4, 0.2, clamp, False)
+
+    def fn(t):
+        return flr._FilteredLReLU.apply(t, None, emu, plan)
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_filtered_lrelu_sign_codes(emu):
+    """The stored 2-bit codes (bit 0: u <= 0, bit 1: clamped; 4 per byte) match the ref intermediate.
+
+    With down 1 and no output padding every intermediate value is read, so every code is written.
+    """
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 2, 9, 10, generator=gen, dtype=torch.float64)
+    b = torch.randn(2, generator=gen, dtype=torch.float64)
+    fu, fd = filt("5x3"), filt("4x4")
+    up, pad, gain, slope, clamp = 2, (3, 1, 2, 2), 1.4, 0.2, 0.4
+    plan = flr._Plan(x.shape, fu, fd, up, 1, pad, gain, slope, clamp, False)
+    y, signs = plan.forward(emu, x, b, True)
+    u = ref.upfirdn2d(x + b.reshape(1, -1, 1, 1), plan.fu, (up, up), (1, 1), pad, True, 1.0)
+    s = torch.where(u > 0, u, u * slope) * plan.gain
+    codes = (u <= 0).to(torch.uint8) | ((s.abs() > clamp).to(torch.uint8) << 1)
+    mid_w = codes.shape[3]
+    codes = torch.nn.functional.pad(codes, (0, (-mid_w) % 4)).reshape(*codes.shape[:3], -1, 4)
+    packed = (codes[..., 0] | codes[..., 1] << 2 | codes[..., 2] << 4 | codes[..., 3] << 6).to(torch.uint8)
+    assert signs.dtype == torch.uint8 and signs.shape == packed.shape
+    assert torch.equal(signs, packed)
+    assert (codes == 2).any() and (codes == 3).any() and (codes == 1).any()  # every code occurs
+    # Without clamping the masked op (the linearisation at the stored codes) reproduces the forward.
+    plan = flr._Plan(x.shape, fu, fd, up, 1, pad, gain, slope, None, False)
+    y, signs = plan.forward(emu, x, b, True)
+    close(plan.masked(emu, x + b.reshape(1, -1, 1, 1), signs, transposed=False), y, torch.float64, "masked")

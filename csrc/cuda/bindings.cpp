@@ -15,6 +15,12 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad(const at::Tensor& dy, const at:
 at::Tensor bias_act_grad2(const at::Tensor& g, const at::Tensor& dy, const at::Tensor& x,
                           const c10::optional<at::Tensor>& b, int64_t dim, int64_t act, double alpha, double gain,
                           c10::optional<double> clamp);
+std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fused(const at::Tensor& x, const c10::optional<at::Tensor>& b,
+                                                        const at::Tensor& f1, const at::Tensor& f2, int64_t up,
+                                                        int64_t down, const std::vector<int64_t>& pad1,
+                                                        const std::vector<int64_t>& pad2, double gain, double slope,
+                                                        c10::optional<double> clamp,
+                                                        const c10::optional<at::Tensor>& signs, bool write_signs);
 }  // namespace fastgan_cuda
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -34,4 +40,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "bias_act_grad2(g, dy, x, b, dim, act_code, alpha, gain, clamp) -> d_x", py::arg("g"), py::arg("dy"),
         py::arg("x"), py::arg("b"), py::arg("dim"), py::arg("act"), py::arg("alpha"), py::arg("gain"),
         py::arg("clamp"));
+  m.def("filtered_lrelu", &fastgan_cuda::filtered_lrelu_fused,
+        "filtered_lrelu(x, b, f1, f2, up, down, pad1[4], pad2[4], gain, slope, clamp, signs, write_signs) -> (y, signs)",
+        py::arg("x"), py::arg("b"), py::arg("f1"), py::arg("f2"), py::arg("up"), py::arg("down"), py::arg("pad1"),
+        py::arg("pad2"), py::arg("gain"), py::arg("slope"), py::arg("clamp"), py::arg("signs"),
+        py::arg("write_signs"));
 }

@@ -71,6 +71,36 @@ int bias_act_launch(const BiasActParams& p, BiasActMode mode, void* stream);
 int bias_grad_reduce_launch(const void* dx, DType dtype, int64_t outer, int64_t channels, int64_t inner,
                             void* db, void* stream);
 
+// ---------------------------------------------------------------------------------------------
+// filtered_lrelu, the fused primitive of fastgan/ops/filtered_lrelu.py (forward, backward and every
+// higher derivative are calls of it):
+//   u = FIR f1 of (x + b) upsampled by `up`, padded by pad1 on the upsampled grid  -> [mid_h, mid_w]
+//   a = act(u): s = (u > 0 ? u : u * slope) * gain, clamped to [-clamp, clamp] (clamp >= 0); or, with
+//       signs_in, a = u * {gain, gain * slope, 0, 0}[code]
+//   y = FIR f2 of a (zero outside the intermediate), padded by pad2, downsampled by `down`
+// Sign codes: bit 0 = (u <= 0 or NaN), bit 1 = clamped; 4 codes per byte (value j at bits 2*(j%4)),
+// rows of signs_w = ceil(mid_w / 4) bytes, contiguous [n, c, mid_h, signs_w].
+struct FilteredLreluParams {
+  const void* x;              // [n, c, in_h, in_w], element type `dtype`, strides x_stride
+  const void* b;              // [c] in the accumulation type, or nullptr
+  void* y;                    // [n, c, out_h, out_w], element type `dtype`, strides y_stride
+  const void* f1;             // [f1_h, f1_w] correlation-order taps in the accumulation type
+  const void* f2;             // [f2_h, f2_w]
+  const uint8_t* signs_in;    // codes to apply instead of the activation, or nullptr
+  uint8_t* signs_out;         // where to store the codes (zero-initialised), or nullptr
+  DType dtype;
+  int64_t x_stride[4];
+  int64_t y_stride[4];
+  int n, c, in_h, in_w, mid_h, mid_w, out_h, out_w;
+  int up, down;
+  int pad1_x0, pad1_y0, pad2_x0, pad2_y0;
+  int f1_w, f1_h, f2_w, f2_h;
+  int signs_w;
+  double gain, slope, clamp;  // clamp < 0: none
+};
+
+int filtered_lrelu_launch(const FilteredLreluParams& p, void* stream);
+
 // Text of a launcher's error code.
 const char* error_string(int code);
 
