@@ -16,6 +16,7 @@ def acc_type(dtype: torch.dtype):
 
 
 def acc_torch_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The torch dtype of :func:`acc_type` (for intermediates kept in the accumulator precision)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
