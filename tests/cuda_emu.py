@@ -216,16 +216,13 @@ class EmulatedCuda:
     def fused(self, x, b, f1, f2, up, down, pad1, pad2, gain, slope, clamp, signs, write_signs):
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
 
-        def taps(f):
-            t = f.to(acc)
-            return (torch.outer(t, t) if t.ndim == 1 else t).contiguous()
-
-        k1, k2 = taps(f1), taps(f2)
+        k1, k2 = f1.to(acc).contiguous(), f2.to(acc).contiguous()
+        (f1w, f1h), (f2w, f2h) = (k1.shape[-1], k1.shape[0]), (k2.shape[-1], k2.shape[0])
         n, c, h, w = x.shape
-        mid_w = w * up + pad1[0] + pad1[1] - k1.shape[1] + 1
-        mid_h = h * up + pad1[2] + pad1[3] - k1.shape[0] + 1
-        out_w = (mid_w + pad2[0] + pad2[1] - k2.shape[1]) // down + 1
-        out_h = (mid_h + pad2[2] + pad2[3] - k2.shape[0]) // down + 1
+        mid_w = w * up + pad1[0] + pad1[1] - f1w + 1
+        mid_h = h * up + pad1[2] + pad1[3] - f1h + 1
+        out_w = (mid_w + pad2[0] + pad2[1] - f2w) // down + 1
+        out_h = (mid_h + pad2[2] + pad2[3] - f2h) // down + 1
         signs_w = (mid_w + 3) // 4
         bias = None if b is None else b.to(acc).contiguous()
         signs_in = None if signs is None else signs.contiguous()
@@ -236,8 +233,8 @@ class EmulatedCuda:
         y = torch.empty((n, c, out_h, out_w), dtype=x.dtype, memory_format=fmt).fill_(math.nan)
         xs = (ctypes.c_int64 * 4)(*x.stride())
         ys = (ctypes.c_int64 * 4)(*y.stride())
-        ints = (ctypes.c_int * 19)(n, c, h, w, mid_h, mid_w, out_h, out_w, up, down, pad1[0], pad1[2], pad2[0],
-                                   pad2[2], k1.shape[1], k1.shape[0], k2.shape[1], k2.shape[0], signs_w)
+        ints = (ctypes.c_int * 21)(n, c, h, w, mid_h, mid_w, out_h, out_w, up, down, pad1[0], pad1[2], pad2[0],
+                                   pad2[2], f1w, f1h, f2w, f2h, signs_w, k1.ndim == 1, k2.ndim == 1)
         self._check(self.lib.emu_filtered_lrelu(
             x.data_ptr(), _ptr(bias), y.data_ptr(), k1.data_ptr(), k2.data_ptr(), _ptr(signs_in), _ptr(signs_out),
             DTYPES[x.dtype], xs, ys, ints, float(gain), float(slope), -1.0 if clamp is None else float(clamp)))

@@ -203,7 +203,7 @@ int emu_bias_grad_reduce(const void* dx, int dtype, int64_t outer, int64_t chann
 }
 
 // ints: n, c, in_h, in_w, mid_h, mid_w, out_h, out_w, up, down, pad1_x0, pad1_y0, pad2_x0, pad2_y0,
-//       f1_w, f1_h, f2_w, f2_h, signs_w
+//       f1_w, f1_h, f2_w, f2_h, signs_w, f1_separable, f2_separable
 int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* f1, const void* f2, const uint8_t* signs_in,
                        uint8_t* signs_out, int dtype, const int64_t* x_stride, const int64_t* y_stride, const int* ints,
                        double gain, double slope, double clamp) {
@@ -218,6 +218,7 @@ int emu_filtered_lrelu(const void* x, const void* b, void* y, const void* f1, co
   p.out_h = ints[6]; p.out_w = ints[7]; p.up = ints[8]; p.down = ints[9];
   p.pad1_x0 = ints[10]; p.pad1_y0 = ints[11]; p.pad2_x0 = ints[12]; p.pad2_y0 = ints[13];
   p.f1_w = ints[14]; p.f1_h = ints[15]; p.f2_w = ints[16]; p.f2_h = ints[17]; p.signs_w = ints[18];
+  p.f1_separable = ints[19] != 0; p.f2_separable = ints[20] != 0;
   p.gain = gain; p.slope = slope; p.clamp = clamp;
   return filtered_lrelu_launch(p, nullptr);
 }

@@ -84,8 +84,9 @@ struct FilteredLreluParams {
   const void* x;              // [n, c, in_h, in_w], element type `dtype`, strides x_stride
   const void* b;              // [c] in the accumulation type, or nullptr
   void* y;                    // [n, c, out_h, out_w], element type `dtype`, strides y_stride
-  const void* f1;             // [f1_h, f1_w] correlation-order taps in the accumulation type
-  const void* f2;             // [f2_h, f2_w]
+  const void* f1;             // correlation-order taps in the accumulation type: [f1_h, f1_w], or
+                              // [f1_w] when f1_separable (the same taps on both axes, f1_h == f1_w)
+  const void* f2;             // [f2_h, f2_w] or [f2_w] when f2_separable
   const uint8_t* signs_in;    // codes to apply instead of the activation, or nullptr
   uint8_t* signs_out;         // where to store the codes (zero-initialised), or nullptr
   DType dtype;
@@ -95,6 +96,7 @@ struct FilteredLreluParams {
   int up, down;
   int pad1_x0, pad1_y0, pad2_x0, pad2_y0;
   int f1_w, f1_h, f2_w, f2_h;
+  bool f1_separable, f2_separable;
   int signs_w;
   double gain, slope, clamp;  // clamp < 0: none
 };

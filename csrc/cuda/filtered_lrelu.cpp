@@ -12,16 +12,15 @@ constexpr const char* kOp = "filtered_lrelu";
 
 int64_t floor_div64(int64_t a, int64_t b) { return a / b - ((a % b != 0 && a < 0) ? 1 : 0); }
 
-// Correlation-order taps as a contiguous 2-D tensor in the accumulation dtype (separable: outer product).
-at::Tensor taps_2d(const at::Tensor& f, const at::Tensor& x, at::ScalarType acc, const char* name) {
+// Correlation-order taps, contiguous, in the accumulation dtype (1-D separable taps stay 1-D).
+at::Tensor taps_acc(const at::Tensor& f, const at::Tensor& x, at::ScalarType acc, const char* name) {
   TORCH_CHECK_VALUE(f.is_cuda(), kOp, ": ", name, " must be a CUDA tensor, got one on ", f.device());
   check_same_device(f, x, kOp, name);
   TORCH_CHECK_TYPE(at::isFloatingType(f.scalar_type()), kOp, ": ", name, " must be floating point, got ",
                    f.scalar_type());
   TORCH_CHECK_VALUE((f.dim() == 1 || f.dim() == 2) && f.numel() >= 1, kOp, ": ", name,
                     " must be 1-D [ft] or 2-D [fh, fw] with at least one tap, got shape ", f.sizes());
-  const at::Tensor t = f.to(acc);
-  return (t.dim() == 1 ? at::outer(t, t) : t).contiguous();
+  return f.to(acc).contiguous();
 }
 
 std::vector<int> pad4(const std::vector<int64_t>& v, const char* name) {
@@ -47,19 +46,21 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fused(const at::Tensor& x, con
   TORCH_CHECK_VALUE(x.dim() == 4, kOp, ": x must have 4 dimensions [N, C, H, W], got shape ", x.sizes());
   TORCH_CHECK_VALUE(up >= 1 && down >= 1, kOp, ": up and down must be >= 1, got ", up, " and ", down);
   const at::ScalarType acc = acc_scalar_type(x.scalar_type());
-  const at::Tensor k1 = taps_2d(f1, x, acc, "f1"), k2 = taps_2d(f2, x, acc, "f2");
+  const at::Tensor k1 = taps_acc(f1, x, acc, "f1"), k2 = taps_acc(f2, x, acc, "f2");
+  // Filter extents (a separable filter has the same taps on both axes).
+  const int64_t f1_w = k1.size(-1), f1_h = k1.size(0), f2_w = k2.size(-1), f2_h = k2.size(0);
   const std::vector<int> p1 = pad4(pad1, "pad1"), p2 = pad4(pad2, "pad2");
 
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t mid_w = w * up + p1[0] + p1[1] - k1.size(1) + 1, mid_h = h * up + p1[2] + p1[3] - k1.size(0) + 1;
-  const int64_t num_w = mid_w + p2[0] + p2[1] - k2.size(1), num_h = mid_h + p2[2] + p2[3] - k2.size(0);
+  const int64_t mid_w = w * up + p1[0] + p1[1] - f1_w + 1, mid_h = h * up + p1[2] + p1[3] - f1_h + 1;
+  const int64_t num_w = mid_w + p2[0] + p2[1] - f2_w, num_h = mid_h + p2[2] + p2[3] - f2_h;
   TORCH_CHECK_VALUE(mid_w >= 1 && mid_h >= 1 && num_w >= 0 && num_h >= 0, kOp, ": empty output for x ", x.sizes(),
                     ", f1 ", f1.sizes(), ", f2 ", f2.sizes(), ", up ", up, ", down ", down);
   const int64_t out_w = floor_div64(num_w, down) + 1, out_h = floor_div64(num_h, down) + 1;
-  to_int(std::max(w * up, mid_w) + std::abs(p1[0]) + std::abs(p1[1]) + k1.size(1), kOp, "padded width");
-  to_int(std::max(h * up, mid_h) + std::abs(p1[2]) + std::abs(p1[3]) + k1.size(0), kOp, "padded height");
-  to_int(std::max(mid_w, out_w * down) + std::abs(p2[0]) + std::abs(p2[1]) + k2.size(1) + 8, kOp, "mid width");
-  to_int(std::max(mid_h, out_h * down) + std::abs(p2[2]) + std::abs(p2[3]) + k2.size(0), kOp, "mid height");
+  to_int(std::max(w * up, mid_w) + std::abs(p1[0]) + std::abs(p1[1]) + f1_w, kOp, "padded width");
+  to_int(std::max(h * up, mid_h) + std::abs(p1[2]) + std::abs(p1[3]) + f1_h, kOp, "padded height");
+  to_int(std::max(mid_w, out_w * down) + std::abs(p2[0]) + std::abs(p2[1]) + f2_w + 8, kOp, "mid width");
+  to_int(std::max(mid_h, out_h * down) + std::abs(p2[2]) + std::abs(p2[3]) + f2_h, kOp, "mid height");
   to_int(n * c, kOp, "batch * channels");
   const int64_t signs_w = (mid_w + 3) / 4;
 
@@ -109,10 +110,12 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_fused(const at::Tensor& x, con
   p.pad1_y0 = p1[2];
   p.pad2_x0 = p2[0];
   p.pad2_y0 = p2[2];
-  p.f1_w = static_cast<int>(k1.size(1));
-  p.f1_h = static_cast<int>(k1.size(0));
-  p.f2_w = static_cast<int>(k2.size(1));
-  p.f2_h = static_cast<int>(k2.size(0));
+  p.f1_w = static_cast<int>(f1_w);
+  p.f1_h = static_cast<int>(f1_h);
+  p.f2_w = static_cast<int>(f2_w);
+  p.f2_h = static_cast<int>(f2_h);
+  p.f1_separable = k1.dim() == 1;
+  p.f2_separable = k2.dim() == 1;
   p.signs_w = static_cast<int>(signs_w);
   p.gain = gain;
   p.slope = slope;

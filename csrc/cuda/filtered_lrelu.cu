@@ -8,7 +8,7 @@
 //      sign byte), applies the activation or the stored codes, and writes the sign byte;
 //   3. the outputs, a down-FIR over the intermediate window (zero outside the intermediate image).
 // Both FIRs use the one-axis index math of upfirdn2d (stage 2 is "up, no down", stage 3 "down, no up").
-// Filters are 2-D here (the glue expands separable taps to their outer product).
+// A separable filter runs as an x pass into shared scratch, then a y pass (taps f + f instead of f * f).
 #include "cuda_common.cuh"
 #include "upfirdn2d_index.h"
 
@@ -39,31 +39,64 @@ FlrTile make_tile(const FilteredLreluParams& p, int out_w, int out_h) {
   return t;
 }
 
-template <typename T>
-size_t tile_smem(const FilteredLreluParams& p, const FlrTile& t) {
-  const size_t words = static_cast<size_t>(p.f1_w) * p.f1_h + static_cast<size_t>(p.f2_w) * p.f2_h +
-                       static_cast<size_t>(t.in_w) * t.in_h + static_cast<size_t>(t.mid_w) * t.mid_h;
-  return words * sizeof(acc_t<T>);
+// Shared memory, in words: taps f1 and f2, the intermediate window, and a scratch area used first by the
+// input window (+ the x-pass of f1 when separable: [in_h, mid_w]) and then by the x-pass of f2 when
+// separable ([mid_h, out_w]).
+struct FlrSmem {
+  size_t f1, f2, mid, scratch;
+  size_t total() const { return f1 + f2 + mid + scratch; }
+};
+
+FlrSmem smem_words(const FilteredLreluParams& p, const FlrTile& t) {
+  FlrSmem w;
+  w.f1 = p.f1_separable ? p.f1_w : static_cast<size_t>(p.f1_w) * p.f1_h;
+  w.f2 = p.f2_separable ? p.f2_w : static_cast<size_t>(p.f2_w) * p.f2_h;
+  w.mid = static_cast<size_t>(t.mid_w) * t.mid_h;
+  const size_t stage2 = static_cast<size_t>(t.in_w) * t.in_h + (p.f1_separable ? static_cast<size_t>(t.in_h) * t.mid_w : 0);
+  const size_t stage3 = p.f2_separable ? static_cast<size_t>(t.mid_h) * t.out_w : 0;
+  w.scratch = stage2 > stage3 ? stage2 : stage3;
+  return w;
+}
+
+// Leaky ReLU with gain and clamp of the raw up-FIR value u, or the stored code applied to u. Adds the
+// code of u to *codes_out at bit position 2*e.
+template <typename A>
+__device__ __forceinline__ A flr_activate(const FilteredLreluParams& p, A u, unsigned codes_in, int e,
+                                      unsigned* codes_out) {
+  const A gain = A(p.gain), slope = A(p.slope), clamp = A(p.clamp);
+  if (p.signs_in != nullptr) {
+    const unsigned code = (codes_in >> (2 * e)) & 3u;
+    return code == 0 ? u * gain : (code == 1 ? u * gain * slope : A(0));
+  }
+  const bool neg = !(u > A(0));  // NaN counts as negative
+  A v = (neg ? u * slope : u) * gain;
+  bool clamped = false;
+  if (p.clamp >= 0) {
+    clamped = v > clamp || v < -clamp;
+    v = v > clamp ? clamp : (v < -clamp ? -clamp : v);
+  }
+  *codes_out |= ((neg ? 1u : 0u) | (clamped ? 2u : 0u)) << (2 * e);
+  return v;
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluParams p, FlrTile t) {
+__global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluParams p, FlrTile t, FlrSmem w) {
   using A = acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* f1 = reinterpret_cast<A*>(smem_raw);
-  A* f2 = f1 + p.f1_h * p.f1_w;
-  A* in = f2 + p.f2_h * p.f2_w;
-  A* mid = in + t.in_h * t.in_w;
+  A* f2 = f1 + w.f1;
+  A* mid = f2 + w.f2;
+  A* in = mid + w.mid;                 // stage 1-2: input window [in_h, in_w]
+  A* h1 = in + t.in_h * t.in_w;        // stage 2, separable f1: x-pass [in_h, mid_w]
+  A* h2 = in;                          // stage 3, separable f2: x-pass [mid_h, out_w] (input no longer needed)
 
   const int tid = threadIdx.x;
-  for (int i = tid; i < p.f1_h * p.f1_w; i += blockDim.x) f1[i] = static_cast<const A*>(p.f1)[i];
-  for (int i = tid; i < p.f2_h * p.f2_w; i += blockDim.x) f2[i] = static_cast<const A*>(p.f2)[i];
+  for (int i = tid; i < static_cast<int>(w.f1); i += blockDim.x) f1[i] = static_cast<const A*>(p.f1)[i];
+  for (int i = tid; i < static_cast<int>(w.f2); i += blockDim.x) f2[i] = static_cast<const A*>(p.f2)[i];
 
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
   const A* bias = static_cast<const A*>(p.b);
-  const A gain = A(p.gain), slope = A(p.slope), clamp = A(p.clamp);
-  const bool clamping = p.clamp >= 0;
   const int groups_per_row = t.mid_w / 4;
   const int tiles_x = (p.out_w + t.out_w - 1) / t.out_w;
   const int tiles = tiles_x * ((p.out_h + t.out_h - 1) / t.out_h);
@@ -93,6 +126,20 @@ __global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluP
       }
       __syncthreads();
 
+      // Stage 2a (separable f1): horizontal up-FIR of every input-window row at every window column.
+      if (p.f1_separable) {
+        for (int i = tid; i < t.in_h * t.mid_w; i += blockDim.x) {
+          const int r = i / t.mid_w, s = i - r * t.mid_w;
+          const AxisTaps tx = axis_taps(mx0 + s, p.up, 1, p.pad1_x0, p.f1_w);
+          const A* src = in + r * t.in_w + (tx.first_in - ix0);
+          A u = 0;
+#pragma unroll 4
+          for (int jx = 0; jx < tx.count; ++jx) u += f1[tx.first_tap + jx * p.up] * src[jx];
+          h1[i] = u;
+        }
+        __syncthreads();
+      }
+
       // Stage 2: intermediate window, 4 values (one sign byte) per work item.
       for (int i = tid; i < t.mid_h * groups_per_row; i += blockDim.x) {
         const int r = i / groups_per_row, s0 = (i - r * groups_per_row) * 4;
@@ -106,30 +153,23 @@ __global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluP
           const int mx = mx_g + e;
           A a = 0;
           if (byte_inside && mx < p.mid_w) {
-            const AxisTaps tx = axis_taps(mx, p.up, 1, p.pad1_x0, p.f1_w);
-            // Contributing tap (first_tap + jy*up, first_tap + jx*up) meets window sample
-            // (first_in - iy0 + jy, first_in - ix0 + jx).
-            const A* src = in + (ty.first_in - iy0) * t.in_w + (tx.first_in - ix0);
-            const A* k = f1 + ty.first_tap * p.f1_w + tx.first_tap;
             A u = 0;
-            for (int jy = 0; jy < ty.count; ++jy) {
+            if (p.f1_separable) {  // vertical up-FIR of the x-pass
+              const A* src = h1 + (ty.first_in - iy0) * t.mid_w + s0 + e;
 #pragma unroll 4
-              for (int jx = 0; jx < tx.count; ++jx) u += k[jy * p.up * p.f1_w + jx * p.up] * src[jy * t.in_w + jx];
-            }
-            if (p.signs_in != nullptr) {
-              const unsigned code = (codes_in >> (2 * e)) & 3u;
-              a = code == 0 ? u * gain : (code == 1 ? u * gain * slope : A(0));
+              for (int jy = 0; jy < ty.count; ++jy) u += f1[ty.first_tap + jy * p.up] * src[jy * t.mid_w];
             } else {
-              const bool neg = !(u > A(0));  // NaN counts as negative
-              A v = (neg ? u * slope : u) * gain;
-              bool clamped = false;
-              if (clamping) {
-                clamped = v > clamp || v < -clamp;
-                v = v > clamp ? clamp : (v < -clamp ? -clamp : v);
+              // Contributing tap (first_tap + jy*up, first_tap + jx*up) meets window sample
+              // (first_in - iy0 + jy, first_in - ix0 + jx).
+              const AxisTaps tx = axis_taps(mx, p.up, 1, p.pad1_x0, p.f1_w);
+              const A* src = in + (ty.first_in - iy0) * t.in_w + (tx.first_in - ix0);
+              const A* k = f1 + ty.first_tap * p.f1_w + tx.first_tap;
+              for (int jy = 0; jy < ty.count; ++jy) {
+#pragma unroll 4
+                for (int jx = 0; jx < tx.count; ++jx) u += k[jy * p.up * p.f1_w + jx * p.up] * src[jy * t.in_w + jx];
               }
-              a = v;
-              codes_out |= ((neg ? 1u : 0u) | (clamped ? 2u : 0u)) << (2 * e);
             }
+            a = flr_activate(p, u, codes_in, e, &codes_out);
           }
           mid[r * t.mid_w + s0 + e] = a;  // zero outside the intermediate image
         }
@@ -138,17 +178,36 @@ __global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluP
       }
       __syncthreads();
 
+      // Stage 3a (separable f2): horizontal down-FIR of every intermediate-window row.
+      if (p.f2_separable) {
+        for (int i = tid; i < t.mid_h * t.out_w; i += blockDim.x) {
+          const int r = i / t.out_w, s = i - r * t.out_w;
+          const A* src = mid + r * t.mid_w + ((ox0 + s) * p.down - p.pad2_x0 - mx0);
+          A acc = 0;
+#pragma unroll 4
+          for (int kx = 0; kx < p.f2_w; ++kx) acc += f2[kx] * src[kx];
+          h2[i] = acc;
+        }
+        __syncthreads();
+      }
+
       // Stage 3: outputs (all f2 taps contribute: no upsampling here).
       for (int i = tid; i < t.out_h * t.out_w; i += blockDim.x) {
         const int r = i / t.out_w, s = i - r * t.out_w;
         const int oy = oy0 + r, ox = ox0 + s;
         if (oy >= p.out_h || ox >= p.out_w) continue;
         const int my = oy * p.down - p.pad2_y0, mx = ox * p.down - p.pad2_x0;  // window of tap (0, 0)
-        const A* src = mid + (my - my0) * t.mid_w + (mx - mx0);
         A acc = 0;
-        for (int ky = 0; ky < p.f2_h; ++ky) {
+        if (p.f2_separable) {
+          const A* src = h2 + (my - my0) * t.out_w + s;
 #pragma unroll 4
-          for (int kx = 0; kx < p.f2_w; ++kx) acc += f2[ky * p.f2_w + kx] * src[ky * t.mid_w + kx];
+          for (int ky = 0; ky < p.f2_h; ++ky) acc += f2[ky] * src[ky * t.out_w];
+        } else {
+          const A* src = mid + (my - my0) * t.mid_w + (mx - mx0);
+          for (int ky = 0; ky < p.f2_h; ++ky) {
+#pragma unroll 4
+            for (int kx = 0; kx < p.f2_w; ++kx) acc += f2[ky * p.f2_w + kx] * src[ky * t.mid_w + kx];
+          }
         }
         y[n * p.y_stride[0] + c * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = from_acc<T>(acc);
       }
@@ -160,18 +219,20 @@ template <typename T>
 int launch_typed(const FilteredLreluParams& p, cudaStream_t stream) {
   // Largest tile up to 32x32 whose windows fit the shared-memory target, halving the longer side.
   int tw = p.out_w < 32 ? p.out_w : 32, th = p.out_h < 32 ? p.out_h : 32;
+  const size_t word = sizeof(acc_t<T>);
   FlrTile t = make_tile(p, tw, th);
-  while (tile_smem<T>(p, t) > static_cast<size_t>(kSmemTarget) && (tw > 1 || th > 1)) {
+  while (smem_words(p, t).total() * word > static_cast<size_t>(kSmemTarget) && (tw > 1 || th > 1)) {
     if (th >= tw) th = (th + 1) / 2; else tw = (tw + 1) / 2;
     t = make_tile(p, tw, th);
   }
-  const size_t smem = tile_smem<T>(p, t);
+  const FlrSmem words = smem_words(p, t);
+  const size_t smem = words.total() * word;
   if (smem > static_cast<size_t>(kSmemMax)) return static_cast<int>(cudaErrorInvalidValue);  // filters too large
   const int64_t tiles = static_cast<int64_t>((p.out_w + tw - 1) / tw) * ((p.out_h + th - 1) / th);
   const int64_t planes = static_cast<int64_t>(p.n) * p.c;
   const int64_t grid_x = tiles < 0x7fffffff ? tiles : 0x7fffffff;
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(planes < 65535 ? planes : 65535));
-  filtered_lrelu_kernel<T><<<grid, kThreads, smem, stream>>>(p, t);
+  filtered_lrelu_kernel<T><<<grid, kThreads, smem, stream>>>(p, t, words);
   return last_error();
 }
 
