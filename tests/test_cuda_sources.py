@@ -23,7 +23,10 @@ from fastgan.backends.activations import ACTIVATIONS
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_DIR = ROOT / "csrc" / "cuda"
 CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
-NVCC_FLAGS = ["-c", "-std=c++17", "-O3", "--use_fast_math", "-lineinfo",
+# setup.py's nvcc flags plus the ones torch's CUDAExtension adds (no implicit half conversions).
+NVCC_FLAGS = ["-c", "-std=c++17", "-O3", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr",
+              "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__", "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+              "-D__CUDA_NO_HALF2_OPERATORS__",
               "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
 
 
