@@ -255,11 +255,25 @@ template <int ACT, bool CLAMP, class T>
 static void grad2_impl(const BaParams& p, const T* g, const T* dy, const T* x, T* out, int64_t begin, int64_t end) {
   using A = acc_t<T>;
   const A alpha = A(p.alpha), gain = A(p.gain), clamp = A(p.clamp);
-  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t) {
+  auto run = [&](const auto* gg, const auto* dd, const auto* xx, auto* oo, const A* bv, A bs, int64_t n) {
     if (bv)
-      run_grad2<ACT, CLAMP, true>(g + o, dy + o, x + o, out + o, bv, bs, n, alpha, gain, clamp);
+      run_grad2<ACT, CLAMP, true>(gg, dd, xx, oo, bv, bs, n, alpha, gain, clamp);
     else
-      run_grad2<ACT, CLAMP, false>(g + o, dy + o, x + o, out + o, bv, bs, n, alpha, gain, clamp);
+      run_grad2<ACT, CLAMP, false>(gg, dd, xx, oo, bv, bs, n, alpha, gain, clamp);
+  };
+  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A bs, int64_t) {
+    if constexpr (std::is_same<T, A>::value) {
+      run(g + o, dy + o, x + o, out + o, bv, bs, n);
+    } else {
+      A gs[kStage], dys[kStage], xs[kStage], os[kStage];
+      staged<T>(n, [&](int64_t k, int64_t m) {
+        convert_row(gs, g + o + k, m);
+        convert_row(dys, dy + o + k, m);
+        convert_row(xs, x + o + k, m);
+        run(gs, dys, xs, os, bv ? bv + k : bv, bs, m);
+        convert_row(out + o + k, os, m);
+      });
+    }
   });
 }
 

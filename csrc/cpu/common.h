@@ -3,7 +3,7 @@
 //
 // Every kernel header (*_kernels.h) is included once per ISA level inside its own namespace
 // (fastgan_cpu::scalar, ::avx2, ::avx512) under a `#pragma GCC target` region, so the same source
-// is compiled for each instruction set and the caller picks one at run time (see FG_FOR_EACH_ISA).
+// is compiled for each instruction set and the caller picks one at run time (see FG_ISA_CALL).
 // Kernel headers include nothing themselves and call no out-of-line std:: templates, so no function
 // compiled for a higher ISA can be merged with (and later run as) a baseline one.
 #pragma once
@@ -99,7 +99,7 @@ inline Isa isa_set(const std::string& name) {
   return static_cast<Isa>(isa_state().exchange(static_cast<int>(want)));
 }
 
-// FG_FOR_EACH_ISA(fn, args...) calls the kernel `fn` of the current ISA namespace.
+// FG_ISA_CALL(fn, args...) calls the kernel `fn` of the current ISA namespace.
 #if FG_X86_MULTI_ISA
 #define FG_ISA_CALL(fn, ...)                                                          \
   do {                                                                                \

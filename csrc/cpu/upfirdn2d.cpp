@@ -111,7 +111,10 @@ void launch(const UpfPlan& p, const at::Tensor& x, at::Tensor& y, bool nhwc) {
   const T* xp = x.data_ptr<T>();
   T* yp = y.data_ptr<T>();
   const int64_t items = nhwc ? p.N * p.OH * p.ncb : p.N * p.C * p.items_per_plane;
-  at::parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  // Small problems run on the calling thread: waking the pool costs more than ~16K outputs of work.
+  const int64_t per_item = std::max<int64_t>(1, nhwc ? p.OW * p.CB : p.rows_per_item * p.OW);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_item);
+  at::parallel_for(0, items, grain, [&](int64_t b, int64_t e) {
     Scratch scratch(p.scratch_bytes);
     if (nhwc)
       FG_ISA_CALL(upf_nhwc<T>, p, xp, yp, b, e, scratch.get());
@@ -245,6 +248,11 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
     const int64_t per_c = (separable ? 1 : p.Vmax) * p.L * static_cast<int64_t>(sa);
     const int64_t budget = 1 << 20;
     p.CB = per_c * C <= budget ? C : std::min(C, std::max<int64_t>(16, budget / per_c / 16 * 16));
+    const int64_t rows = N * OH, target = 8 * nt;
+    if (rows * ((C + p.CB - 1) / p.CB) < target) {  // few output rows: more, narrower channel blocks
+      const int64_t want = (target + rows - 1) / rows;
+      p.CB = std::min(p.CB, std::max<int64_t>(16, ((C + want - 1) / want + 15) / 16 * 16));
+    }
     p.ncb = (C + p.CB - 1) / p.CB;
   } else {
     const int64_t planes = N * C, target = 8 * nt;
