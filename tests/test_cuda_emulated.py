@@ -80,6 +80,8 @@ UPFIRDN_CASES = [
     ((2, 2, 13, 34), "9x9", (1, 1), (1, 1), (4, 4, 4, 4), False, 1.0),     # 2-D filter above 8x8
     ((1, 2, 70, 90), "4x4", (1, 1), (2, 2), (1, 1, 1, 1), False, 1.0),     # several tiles per axis
     ((3, 2, 5, 6), "4x4", (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0),       # narrow: direct kernel
+    ((1, 1, 20, 128), "4x4", (1, 1), (2, 2), (1, 1, 1, 1), False, 1.0),    # output exactly 64 wide: every
+    ((1, 1, 10, 32), "4x4", (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0),     # tile column is used
 ]
 
 
