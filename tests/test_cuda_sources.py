@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -89,14 +90,20 @@ def test_activation_codes_match_kernels():
 def no_cuda_extension(monkeypatch):
     """Hide fastgan._C_cuda (None in sys.modules makes its import fail) and forget the backend module."""
     monkeypatch.setitem(sys.modules, "fastgan._C_cuda", None)
-    monkeypatch.delitem(sys.modules, "fastgan.backends.cuda", raising=False)
+    for mod in _BACKEND_MODULES:
+        monkeypatch.delitem(sys.modules, mod, raising=False)
     yield
-    sys.modules.pop("fastgan.backends.cuda", None)
+    for mod in _BACKEND_MODULES:
+        sys.modules.pop(mod, None)
 
 
-def test_missing_extension_raises_clear_import_error(no_cuda_extension):
+_BACKEND_MODULES = ("fastgan.backends.cuda", "fastgan.backends.cuda_filtered_lrelu")
+
+
+@pytest.mark.parametrize("module", _BACKEND_MODULES)
+def test_missing_extension_raises_clear_import_error(no_cuda_extension, module):
     with pytest.raises(ImportError, match=r"fastgan\._C_cuda is not built .*FASTGAN_BUILD_CUDA=1 pip install"):
-        import fastgan.backends.cuda  # noqa: F401
+        importlib.import_module(module)
 
 
 def test_loader_reports_missing_extension(no_cuda_extension, monkeypatch):
