@@ -59,6 +59,8 @@ def test_adain_eps_and_constant_plane(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_adain_gradients(backend):
     _need(backend)
+    if backend == "triton" and not torch.cuda.is_available():
+        pytest.skip("gradcheck is too slow in the Triton interpreter; test_adain_float32_grads_match_ref covers it")
     x, s, b = (t.requires_grad_(True) for t in _inputs((2, 3, 4, 5), torch.float64, seed=1))
     fn = lambda x, s, b: ops.adain(x, s, b, eps=1e-3, impl=backend)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, s, b))

@@ -51,6 +51,8 @@ def _geom_args(geom, seed=0):
 @pytest.mark.parametrize("geom", GEOMS, ids=[f"g{i}" for i in range(len(GEOMS))])
 def test_matches_ref(backend, geom):
     _need(backend)
+    if backend == "triton" and geom is GEOMS[6] and not torch.cuda.is_available():
+        pytest.skip("40-tap filters take minutes in the Triton interpreter; the cpu backend covers them")
     kw = _geom_args(geom)
     g = torch.Generator().manual_seed(3)
     x = (torch.randn(2, 3, 9, 11, generator=g) * 2).requires_grad_(True)
@@ -69,6 +71,8 @@ def test_matches_ref(backend, geom):
 @pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[4]], ids=["sg3", "2d", "up3"])
 def test_gradcheck_float64(backend, geom):
     _need(backend)
+    if backend == "triton" and not torch.cuda.is_available():
+        pytest.skip("too slow in the Triton interpreter; triton second order is checked by the golden R1 cases")
     kw = _geom_args(geom)
     kw["clamp"] = None if kw["clamp"] is None else 3.0
     g = torch.Generator().manual_seed(5)

@@ -22,6 +22,48 @@ __all__ = ["adain"]
 _KERNEL_MODULES = {"cpu": "fastgan.backends.cpu_adain", "triton": "fastgan.backends.triton.adain"}
 
 
+class _AdaIN(torch.autograd.Function):
+    """Kernel forward saving the per-plane mean and 1/std; fused kernel backward."""
+
+    @staticmethod
+    def forward(ctx, x, scale, bias, kernels, eps):
+        y, mean, rstd = kernels.adain_fwd(x, scale, bias, eps)
+        xc = x.to(y.dtype)
+        ctx.save_for_backward(xc, scale, mean, rstd)
+        ctx.args = (kernels, eps, x.dtype, scale.dtype, bias.dtype)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, scale, mean, rstd = ctx.saved_tensors
+        kernels, eps, xt, st, bt = ctx.args
+        dx, ds, db = _AdaINGrad.apply(dy.to(x.dtype), x, scale, mean, rstd, kernels, eps)
+        return dx.to(xt), ds.to(st), db.to(bt), None, None
+
+
+class _AdaINGrad(torch.autograd.Function):
+    """(dx, dscale, dbias) from dy by the kernel; its derivative recomputes the ref formula, so
+    every order (R1 through a StyleGAN v1 generator) works."""
+
+    @staticmethod
+    def forward(ctx, dy, x, scale, mean, rstd, kernels, eps):
+        ctx.save_for_backward(dy, x, scale)
+        ctx.eps = eps
+        return kernels.adain_bwd(dy, x, scale, mean, rstd)
+
+    @staticmethod
+    def backward(ctx, g_dx, g_ds, g_db):
+        dy, x, scale = ctx.saved_tensors
+        higher = torch.is_grad_enabled()
+        with torch.enable_grad():
+            dy_, x_, s_ = (t.detach().requires_grad_(True) for t in (dy, x, scale))
+            y = _ref_adain(x_, s_, torch.zeros_like(s_), ctx.eps)
+            dx, ds = torch.autograd.grad(y, (x_, s_), dy_, create_graph=True)
+            terms = [(a * g).sum() for a, g in ((dx, g_dx), (ds, g_ds), (dy_.sum(dim=(2, 3)), g_db)) if g is not None]
+            d_dy, d_x, d_s = torch.autograd.grad(sum(terms), (dy_, x_, s_), allow_unused=True, create_graph=higher)
+        return d_dy, d_x, d_s, None, None, None, None
+
+
 def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8,
           impl: Optional[str] = None) -> torch.Tensor:
     """Normalise each (n, c) plane of ``x`` to zero mean and unit variance, then ``* scale + bias``.
@@ -48,4 +90,4 @@ def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float =
     kernels = kernels_for(backends.resolve(impl, x, op), impl, op, _KERNEL_MODULES)
     if kernels is None:
         return _ref_adain(x, scale, bias, eps)
-    return kernels.adain(x, scale, bias, eps)
+    return _AdaIN.apply(x, scale, bias, kernels, eps)
