@@ -4,7 +4,8 @@
 //
 // with act(v) = v > 0 ? v : alpha * v (alpha = 1: linear, 0: relu), every term optional, and the
 // gradient helper dt = dout * d out/d v (a piecewise-constant factor recovered from `out`).
-// `modconv_epilogue_` writes into y. One pass over y, for contiguous NCHW or channels_last tensors of float, double, bfloat16 or half.
+// `modconv_epilogue_` writes into y. One pass over y, for contiguous NCHW or channels_last tensors of
+// float, double, bfloat16 or half.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -40,36 +41,53 @@ struct Terms {
   acc_t alpha = 1, gain = 1, clamp = -1;
 };
 
-template <class acc_t>
-inline acc_t finish(acc_t v, const Terms<acc_t>& t) {
-  v = v > acc_t(0) ? v : v * t.alpha;
-  v *= t.gain;
-  if (t.clamp >= acc_t(0)) v = v < -t.clamp ? -t.clamp : (v > t.clamp ? t.clamp : v);
-  return v;
+// dst[i] = clamp(act((src[i] * scale + add) * gain)) where scale is sv[i] (SV) or ss, and add is
+// av[i] (AV) plus as. Branch-free in the loop so that it vectorises.
+template <bool SV, bool AV, class scalar_t, class acc_t>
+inline void row(const scalar_t* __restrict__ src, scalar_t* __restrict__ dst, int64_t len,
+                const acc_t* __restrict__ sv, acc_t ss, const acc_t* __restrict__ av, acc_t as, acc_t alpha,
+                acc_t gain, acc_t clamp, bool do_clamp) {
+  if (do_clamp) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      acc_t v = static_cast<acc_t>(src[i]) * (SV ? sv[i] : ss) + ((AV ? av[i] : acc_t(0)) + as);
+      v = (v > acc_t(0) ? v : v * alpha) * gain;
+      v = v < -clamp ? -clamp : (v > clamp ? clamp : v);
+      dst[i] = static_cast<scalar_t>(v);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      acc_t v = static_cast<acc_t>(src[i]) * (SV ? sv[i] : ss) + ((AV ? av[i] : acc_t(0)) + as);
+      dst[i] = static_cast<scalar_t>((v > acc_t(0) ? v : v * alpha) * gain);
+    }
+  }
 }
 
 template <class scalar_t, class acc_t>
 void epilogue_kernel(const scalar_t* y, scalar_t* out, int64_t N, int64_t C, int64_t H, int64_t W, Layout lay,
                      const Terms<acc_t>& t) {
   const int64_t HW = H * W;
+  const acc_t alpha = t.alpha, gain = t.gain, clamp = t.clamp;
+  const bool do_clamp = clamp >= acc_t(0);
+  const acc_t* d = t.d;
+  const acc_t* bias = t.bias;
+  const acc_t* noise = t.noise;
+  const int64_t ns0 = t.ns0, ns1 = t.ns1;  // ns2 == 1 (checked)
   if (lay == Layout::nchw) {
     at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t n = p / C, c = p % C;
-        const acc_t s = t.d ? t.d[p] : acc_t(1);
-        const acc_t b = t.bias ? t.bias[c] : acc_t(0);
+        const acc_t s = d ? d[p] : acc_t(1);
+        const acc_t b = bias ? bias[c] : acc_t(0);
         const scalar_t* src = y + p * HW;
         scalar_t* dst = out + p * HW;
-        if (t.noise) {
-          const acc_t* nz = t.noise + n * t.ns0;
-          for (int64_t h = 0; h < H; ++h) {
-            const acc_t* nzr = nz + h * t.ns1;
-            for (int64_t w = 0; w < W; ++w)
-              dst[h * W + w] = static_cast<scalar_t>(
-                  finish<acc_t>(static_cast<acc_t>(src[h * W + w]) * s + nzr[w * t.ns2] + b, t));
-          }
+        if (noise) {
+          for (int64_t h = 0; h < H; ++h)
+            row<false, true>(src + h * W, dst + h * W, W, d, s, noise + n * ns0 + h * ns1, b, alpha, gain, clamp,
+                             do_clamp);
         } else {
-          for (int64_t i = 0; i < HW; ++i) dst[i] = static_cast<scalar_t>(finish<acc_t>(static_cast<acc_t>(src[i]) * s + b, t));
+          row<false, false>(src, dst, HW, d, s, bias, b, alpha, gain, clamp, do_clamp);
         }
       }
     });
@@ -78,20 +96,17 @@ void epilogue_kernel(const scalar_t* y, scalar_t* out, int64_t N, int64_t C, int
   at::parallel_for(0, N * HW, 16, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / HW, hw = p % HW;
-      const acc_t nzv = t.noise ? t.noise[n * t.ns0 + (hw / W) * t.ns1 + (hw % W) * t.ns2] : acc_t(0);
-      const acc_t* dn = t.d ? t.d + n * C : nullptr;
+      const acc_t nzv = noise ? noise[n * ns0 + (hw / W) * ns1 + (hw % W)] : acc_t(0);
       const scalar_t* src = y + p * C;
       scalar_t* dst = out + p * C;
-      if (dn && t.bias) {
-        for (int64_t c = 0; c < C; ++c)
-          dst[c] = static_cast<scalar_t>(finish<acc_t>(static_cast<acc_t>(src[c]) * dn[c] + (nzv + t.bias[c]), t));
-      } else if (dn) {
-        for (int64_t c = 0; c < C; ++c)
-          dst[c] = static_cast<scalar_t>(finish<acc_t>(static_cast<acc_t>(src[c]) * dn[c] + nzv, t));
-      } else {
-        for (int64_t c = 0; c < C; ++c)
-          dst[c] = static_cast<scalar_t>(finish<acc_t>(static_cast<acc_t>(src[c]) + nzv + (t.bias ? t.bias[c] : acc_t(0)), t));
-      }
+      if (d && bias)
+        row<true, true>(src, dst, C, d + n * C, acc_t(1), bias, nzv, alpha, gain, clamp, do_clamp);
+      else if (d)
+        row<true, false>(src, dst, C, d + n * C, acc_t(1), bias, nzv, alpha, gain, clamp, do_clamp);
+      else if (bias)
+        row<false, true>(src, dst, C, d, acc_t(1), bias, nzv, alpha, gain, clamp, do_clamp);
+      else
+        row<false, false>(src, dst, C, d, acc_t(1), bias, nzv, alpha, gain, clamp, do_clamp);
     }
   });
 }
@@ -135,6 +150,7 @@ at::Tensor epilogue_impl(const at::Tensor& y, const c10::optional<at::Tensor>& d
   check_operand(bias, "bias", acc, {C});
   if (d.has_value()) TORCH_CHECK_VALUE(d->is_contiguous(), op, ": d must be contiguous");
   if (bias.has_value()) TORCH_CHECK_VALUE(bias->is_contiguous(), op, ": bias must be contiguous");
+  if (noise.has_value()) TORCH_CHECK_VALUE(noise->stride(2) == 1, op, ": noise must have unit stride along W");
   at::Tensor out = inplace ? y : at::empty_like(y);
   if (y.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, y.scalar_type(), "modconv_epilogue", [&] {

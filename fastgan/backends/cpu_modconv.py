@@ -32,6 +32,15 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _noise3(noise: Optional[torch.Tensor], y: torch.Tensor) -> Optional[torch.Tensor]:
+    """Channel-broadcast noise as an [N, H, W] view in the accumulation dtype, unit stride along W."""
+    if noise is None:
+        return None
+    n, _, h, w = y.shape
+    nz = noise.to(_acc(y.dtype)).expand(n, 1, h, w)[:, 0]
+    return nz if nz.stride(2) == 1 else nz.contiguous()
+
+
 class _EpilogueGrad(torch.autograd.Function):
     """``dt = dout * d out / d v``: linear in dout with a piecewise-constant factor taken from ``out``."""
 
@@ -52,10 +61,8 @@ class _EpilogueGrad(torch.autograd.Function):
 class _Epilogue(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, d, noise, bias, alpha, gain, clamp):
-        n, c, h, w = y.shape
         acc = _acc(y.dtype)
-        nz = None if noise is None else noise.to(acc).expand(n, 1, h, w)[:, 0]
-        out = torch.ops.fastgan.modconv_epilogue(y, None if d is None else d.to(acc).contiguous(), nz,
+        out = torch.ops.fastgan.modconv_epilogue(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
                                                  None if bias is None else bias.to(acc).contiguous(),
                                                  alpha, gain, clamp)
         need_y, need_d = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -104,9 +111,7 @@ def epilogue(y: torch.Tensor, d: Optional[torch.Tensor], noise: Optional[torch.T
     tensors = [t for t in (y, d, noise, bias) if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return _Epilogue.apply(y, d, noise, bias, slope, float(gain), cl)
-    n, c, h, w = y.shape
     acc = _acc(y.dtype)
-    nz = None if noise is None else noise.to(acc).expand(n, 1, h, w)[:, 0]
-    return torch.ops.fastgan.modconv_epilogue_(y, None if d is None else d.to(acc).contiguous(), nz,
+    return torch.ops.fastgan.modconv_epilogue_(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
                                                None if bias is None else bias.to(acc).contiguous(),
                                                slope, float(gain), cl)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 
-SUITES = ["ops", "metrics", "models"]
+SUITES = ["ops", "metrics", "models", "conv", "filtered"]
 
 
 def add_parser(sub) -> None:

@@ -100,15 +100,34 @@ def _sg2_prepare(x, weight, styles, demodulate):
     return weight, styles, (demodulation_coefs(weight, styles) if demodulate else None)
 
 
+def _cpu_conv_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype oneDNN convolves fastest here: half types only where the CPU has native support
+    (AVX512-BF16/AMX/FP16); elsewhere their convolutions are emulated and several times slower than
+    float32, so they are computed in float32 and rounded back."""
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.float32
+    if dtype == torch.float16 and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        return torch.float32
+    return dtype
+
+
 def _kernel_modconv(name: str, x, weight, styles, dcoefs, noise, up, down, pad, f, flip_weight,
                     bias=None, act="linear", alpha=0.0, gain=1.0, clamp=None) -> torch.Tensor:
     """Activation-modulated formulation on a kernel backend (see the module docstring)."""
+    dtype = x.dtype
     if name == "cpu":  # oneDNN is fastest on channels_last activations
-        x = x.contiguous(memory_format=torch.channels_last)
-    xs = x * styles.to(x.dtype).reshape(x.shape[0], x.shape[1], 1, 1)
-    y = conv2d_resample(xs, weight.to(x.dtype), f, up=up, down=down, padding=list(pad),
+        cdt = _cpu_conv_dtype(dtype)
+        s4 = styles.to(cdt).reshape(x.shape[0], x.shape[1], 1, 1)
+        if torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad):
+            xs = x.to(dtype=cdt, memory_format=torch.channels_last) * s4
+        else:   # modulate and change layout/dtype in one pass
+            xs = torch.empty(x.shape, dtype=cdt, device=x.device, memory_format=torch.channels_last)
+            torch.mul(x, s4, out=xs)
+    else:
+        xs = x * styles.to(dtype).reshape(x.shape[0], x.shape[1], 1, 1)
+    y = conv2d_resample(xs, weight.to(xs.dtype), f, up=up, down=down, padding=list(pad),
                         flip_weight=flip_weight, impl=name)
-    return _epilogue(name, y, dcoefs, noise, bias, act, alpha, gain, clamp)
+    return _epilogue(name, y.to(dtype), dcoefs, noise, bias, act, alpha, gain, clamp)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
