@@ -125,7 +125,7 @@ void plan_bands(FlrPlan& p, size_t sa) {
   p.off_x = take(off, sa * nrx * p.XL);
   p.off_h = take(off, p.sep1 ? sa * nrx * p.WmR : 0);
   p.off_u = take(off, sa * p.WmR);
-  p.off_tmp = take(off, sa * p.WmR);
+  p.off_tmp = take(off, sa * p.up * p.WmR);
   p.off_a = take(off, sa * nri * p.AR);
   p.off_apad = take(off, p.down > 1 ? sa * p.APL : 0);
   p.off_d = take(off, p.sep2 ? sa * nri * p.WoR : 0);

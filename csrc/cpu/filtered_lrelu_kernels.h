@@ -72,6 +72,28 @@ static inline void fir_rows(T* __restrict__ out, const T* const* src, const T* w
   }
 }
 
+// dst[phJ[ph] + up*m] = tmp[ph * WmR + m] for every phase: the x-upsampled row from its phases.
+// Factor 2 (the StyleGAN3 case) is one paired loop the compiler vectorises with shuffles.
+template <class T>
+static inline void flr_interleave(const FlrPlan& p, const T* __restrict__ tmp, T* __restrict__ dst) {
+  if (p.up == 2) {
+    const int64_t e = p.phJ[0] == 0 ? 0 : 1, o = 1 - e;  // phases landing on even / odd columns
+    const T* __restrict__ te = tmp + e * p.WmR;
+    const T* __restrict__ to = tmp + o * p.WmR;
+    const int64_t Me = p.phM[e], Mo = p.phM[o], both = Me < Mo ? Me : Mo;
+    for (int64_t m = 0; m < both; ++m) {
+      dst[2 * m] = te[m];
+      dst[2 * m + 1] = to[m];
+    }
+    if (Me > both) dst[2 * both] = te[both];
+    return;
+  }
+  for (int64_t ph = 0; ph < p.up; ++ph) {
+    const T* __restrict__ t = tmp + ph * p.WmR;
+    for (int64_t m = 0, j = p.phJ[ph]; m < p.phM[ph]; ++m, j += p.up) dst[j] = t[m];
+  }
+}
+
 struct FlrBuffers {
   char* base;
   template <class U> U* at(size_t off) const { return reinterpret_cast<U*>(base + off); }
@@ -108,13 +130,9 @@ static inline void flr_stage1_row(const FlrPlan& p, int64_t i, int64_t r0, const
         ++K;
       }
     }
-    if (p.up == 1) {
-      fir_rows(urow, ptrs, w, K, M);
-      return;
-    }
-    fir_rows(tmp, ptrs, w, K, M);
-    for (int64_t m = 0, j = p.phJ[ph]; m < M; ++m, j += p.up) urow[j] = tmp[m];
+    fir_rows(p.up == 1 ? urow : tmp + ph * p.WmR, ptrs, w, K, M);
   }
+  if (p.up > 1) flr_interleave(p, tmp, urow);
 }
 
 // x pass of separable stage 1 for one padded input row xp: dst[j] for j < Wm.
@@ -128,13 +146,9 @@ static inline void flr_xup(const FlrPlan& p, const T* xp, T* dst, T* tmp, const 
       ptrs[k] = xp + p.XL0 + p.phBase[ph] + k;
       w[k] = f1[p.phC[ph] + p.up * k];
     }
-    if (p.up == 1) {
-      fir_rows(dst, ptrs, w, K, M);
-      return;
-    }
-    fir_rows(tmp, ptrs, w, K, M);
-    for (int64_t m = 0, j = p.phJ[ph]; m < M; ++m, j += p.up) dst[j] = tmp[m];
+    fir_rows(p.up == 1 ? dst : tmp + ph * p.WmR, ptrs, w, K, M);
   }
+  if (p.up > 1) flr_interleave(p, tmp, dst);
 }
 
 // Activation of one intermediate row: a[j] = act(u[j]), or u[j] times the stored sign mask.
@@ -233,7 +247,14 @@ static inline void flr_band(const FlrPlan& p, const T* x, T bias, T* y, const ui
     for (int64_t s = p.AL0 + p.Wm; s < p.APL; ++s) dst[s] = T(0);
     flr_act_row(p, urow, dst + p.AL0, sg_in ? sg_in + i * p.Ws : nullptr);
     if (sg_out && i >= own0 && i < own1) flr_pack_signs(p, urow, sg_out + i * p.Ws);
-    if (p.down > 1) {
+    if (p.down == 2) {  // paired loop: vectorised with shuffles
+      T* __restrict__ s0 = arow;
+      T* __restrict__ s1 = arow + p.SL;
+      for (int64_t q = 0; q < p.SL; ++q) {
+        s0[q] = apad[2 * q];
+        s1[q] = apad[2 * q + 1];
+      }
+    } else if (p.down > 2) {
       for (int64_t ph = 0; ph < p.down; ++ph) {
         T* sub = arow + ph * p.SL;
         for (int64_t q = 0, s = ph; q < p.SL; ++q, s += p.down) sub[q] = apad[s];
