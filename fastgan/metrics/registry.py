@@ -59,7 +59,8 @@ def calc_metrics(names: Sequence[str], G: nn.Module, data=None, detector=None, p
     Args:
         detector: Inception weights path or module (see :func:`fastgan.metrics.api.get_detector`).
         pr_detector: feature extractor for precision/recall (NVlabs uses VGG16; pass its detector to match
-            their numbers); defaults to the Inception detector.
+            their numbers); defaults to the Inception detector. A separate one regenerates the images
+            (same seeds) for a second extraction pass.
         num_gen: overrides the generated-image count of every metric (e.g. for quick checks).
         seed_offset: generated image i uses seed ``seed_offset + i``.
 
