@@ -54,6 +54,13 @@ def _to_rgb_chw(arr: np.ndarray, name: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr[:, :, :3])).permute(2, 0, 1)
 
 
+class _Failure:
+    """An error found in a DataLoader worker, handed to the main process (which raises it cleanly)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class _FileDataset(torch.utils.data.Dataset):
     def __init__(self, root: Path, names: List[str], is_zip: bool):
         self.root, self.names, self.is_zip = root, names, is_zip
@@ -69,7 +76,13 @@ class _FileDataset(torch.utils.data.Dataset):
             return self._zip.read(name)
         return (self.root / name).read_bytes()
 
-    def __getitem__(self, idx: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, idx: int) -> Tuple[Union[torch.Tensor, _Failure], int]:
+        try:
+            return self._load(idx), idx
+        except ValueError as e:
+            return _Failure(str(e)), idx
+
+    def _load(self, idx: int) -> torch.Tensor:
         from PIL import Image
 
         name = self.names[idx]
@@ -84,7 +97,7 @@ class _FileDataset(torch.utils.data.Dataset):
             raise ValueError(f"cannot read image {where}: {type(e).__name__}: {e}") from None
         if arr.dtype != np.uint8:
             raise ValueError(f"image {where}: expected 8-bit pixels, got {arr.dtype}")
-        return _to_rgb_chw(arr, where), idx
+        return _to_rgb_chw(arr, where)
 
 
 class ImageFiles:
@@ -115,12 +128,15 @@ class ImageFiles:
     def __len__(self) -> int:
         return len(self.names)
 
-    def _collate(self, items):
+    def _collate(self, items) -> Union[torch.Tensor, _Failure]:
+        for t, _ in items:
+            if isinstance(t, _Failure):
+                return t
         first = items[0][0].shape
         for t, idx in items:
             if t.shape != first:
-                raise ValueError(f"image {self.names[idx]} in {self.path} has shape {tuple(t.shape)} but "
-                                 f"{self.names[items[0][1]]} has {tuple(first)}: all images must be the same size")
+                return _Failure(f"image {self.names[idx]} in {self.path} has shape {tuple(t.shape)} but "
+                                f"{self.names[items[0][1]]} has {tuple(first)}: all images must be the same size")
         return torch.stack([t for t, _ in items])
 
     def batches(self, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
@@ -128,7 +144,10 @@ class ImageFiles:
         sub = torch.utils.data.Subset(ds, list(_shard(len(ds), rank, world_size)))
         loader = torch.utils.data.DataLoader(sub, batch_size=batch_size, num_workers=self.num_workers,
                                              collate_fn=self._collate, pin_memory=torch.cuda.is_available())
-        yield from loader
+        for batch in loader:
+            if isinstance(batch, _Failure):
+                raise ValueError(batch.message)
+            yield batch
 
 
 class ImageArray:
