@@ -273,7 +273,8 @@ class InceptionV3FID(nn.Module):
         if self._channels_last():
             x = x.contiguous(memory_format=torch.channels_last)
         pool = self.trunk(x).float()
-        logits_unbiased = pool @ self.fc.weight.float().mT
+        with torch.autocast(pool.device.type, enabled=False):    # the classifier head stays in float32
+            logits_unbiased = pool @ self.fc.weight.float().mT
         return {"pool": pool, "logits_unbiased": logits_unbiased, "logits": logits_unbiased + self.fc.bias.float()}
 
     def _channels_last(self) -> bool:
