@@ -74,7 +74,13 @@ class _Conv(torch.autograd.Function):
 
 def kernel_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: Tuple[int, int], groups: int,
                 transpose: bool) -> torch.Tensor:
-    """The convolution primitive of the kernel backends (see :class:`_Conv`)."""
+    """The convolution primitive of the kernel backends (see :class:`_Conv`).
+
+    CPU activations are convolved channels_last (oneDNN's native layout: no reorders per call); the
+    output stays channels_last, so a network pays the layout change once, at its first convolution.
+    """
+    if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
     if not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
         return _ref.torch_conv(x, w, stride, padding, groups, transpose)
     return _Conv.apply(x, w, stride, padding, groups, transpose)
