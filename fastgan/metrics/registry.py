@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-import torch
 from torch import nn
 
 from .api import ExtractOptions, _stats, get_detector
