@@ -2,7 +2,7 @@
 // Included inside an ISA namespace by each *_kernels.h (no include guard, no includes: see common.h).
 // Everything here is written so that GCC vectorises the loops for the ISA of the enclosing region.
 
-#if FG_F16C  // hardware half conversions (vcvtph2ps / vcvtps2ph), which GCC vectorises
+#if FG_F16C  // F16C half conversions, one element at a time (convert_row below has 8-wide ones)
 static FG_INLINE float ld(c10::Half v) {
   _Float16 h;
   __builtin_memcpy(&h, &v.x, sizeof(h));
