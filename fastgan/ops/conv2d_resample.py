@@ -134,8 +134,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         impl: backend; None defers to ``fastgan.backends``.
 
     Returns:
-        [N, O, (H*up + x-padding - kh + 1 ...) // down ...]: the size follows from padding, the
-        kernel and the factors exactly as in NVlabs code.
+        [N, O, (H*up + y0 + y1 - kh + 1) // down, (W*up + x0 + x1 - kw + 1) // down]. On the cpu
+        backend the output is channels_last (the convolutions run in oneDNN's native layout).
     """
     op = "conv2d_resample"
     check_conv_args(x, w, groups, op)

@@ -149,7 +149,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         impl: backend; None defers to ``fastgan.backends``.
 
     Returns:
-        [N, O, H', W'] in the dtype of x.
+        [N, O, H', W'] in the dtype of x (channels_last on the cpu backend).
     """
     op = "modulated_conv2d"
     f, up, down, pad = _check_modconv(x, weight, styles, noise, None, up, down, padding, resample_filter, op)
