@@ -91,3 +91,31 @@ def test_adain_bad_input():
         ops.adain(x.long(), s, s)
     with pytest.raises(ValueError, match="eps"):
         ops.adain(x, s, s, eps=-1.0)
+
+
+def _isa_levels():
+    try:
+        from fastgan import _C
+    except ImportError:
+        return []
+    order = ("scalar", "avx2", "avx512")
+    return [lv for lv in order if order.index(lv) <= order.index(_C.isa_detected())]
+
+
+@pytest.mark.cpu_ext
+@pytest.mark.parametrize("level", _isa_levels())
+def test_adain_cpu_every_isa(level):
+    _need("cpu")
+    from fastgan import _C
+    x, s, b = (t.requires_grad_(True) for t in _inputs((2, 3, 7, 9), torch.float32, seed=4))
+    g = torch.randn(x.shape)
+    want = torch.autograd.grad((_direct(x, s, b, 1e-8) * g.double()).sum(), (x, s, b))
+    prev = _C.set_isa(level)
+    try:
+        y = ops.adain(x, s, b, impl="cpu")
+        got = torch.autograd.grad((y * g).sum(), (x, s, b))
+    finally:
+        _C.set_isa(prev)
+    torch.testing.assert_close(y.double(), _direct(x, s, b, 1e-8), rtol=1e-4, atol=1e-4)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a.double(), e.double(), rtol=1e-3, atol=1e-4)

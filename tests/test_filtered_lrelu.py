@@ -119,3 +119,55 @@ def test_bad_input(backend):
         ops.filtered_lrelu(x, fu=f, fd=f, padding=-4, impl=backend)
     with pytest.raises(ValueError, match="fd must not require grad"):
         ops.filtered_lrelu(x, fd=f.clone().requires_grad_(True), impl=backend)
+
+
+def _isa_levels():
+    try:
+        from fastgan import _C
+    except ImportError:
+        return []
+    order = ("scalar", "avx2", "avx512")
+    return [lv for lv in order if order.index(lv) <= order.index(_C.isa_detected())]
+
+
+@pytest.mark.cpu_ext
+@pytest.mark.parametrize("level", _isa_levels())
+@pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[5]], ids=["sg3", "2d", "down3"])
+def test_cpu_every_isa(level, geom):
+    """Every compiled SIMD level of the cpu kernel agrees with ref (forward and gradient)."""
+    _need("cpu")
+    from fastgan import _C
+    kw = _geom_args(geom)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 9, 11, generator=g).requires_grad_(True)
+    y_ref = ops.filtered_lrelu(x, impl="ref", **kw)
+    dy = torch.randn(y_ref.shape, generator=g)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, dy)
+    prev = _C.set_isa(level)
+    try:
+        y = ops.filtered_lrelu(x, impl="cpu", **kw)
+        (gx,) = torch.autograd.grad(y, x, dy)
+    finally:
+        _C.set_isa(prev)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cpu_ext
+def test_cpu_entry_point_validates():
+    """The C++ primitive checks its arguments before touching memory."""
+    _need("cpu")
+    op = torch.ops.fastgan.cpu_filtered_lrelu
+    x, f = torch.randn(1, 2, 6, 6), torch.ones(3) / 3
+    y, s = op(x, None, f, f, 2, 2, [2, 2, 2, 2], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, True)
+    assert s.dtype == torch.uint8 and s.shape == (1, 2, 14, 4)
+    with pytest.raises(ValueError, match="signs must have shape"):
+        op(x, None, f, f, 2, 2, [2, 2, 2, 2], [0, 0, 0, 0], 1.0, 0.2, -1.0, s[:, :, :-1], False)
+    with pytest.raises(TypeError, match="f1 must be float32"):
+        op(x, None, f.double(), f, 2, 2, [2, 2, 2, 2], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
+    with pytest.raises(ValueError, match="pad2 must have 4"):
+        op(x, None, f, f, 2, 2, [2, 2, 2, 2], [0, 0], 1.0, 0.2, -1.0, None, False)
+    with pytest.raises(ValueError, match="empty output"):
+        op(x, None, f, f, 1, 1, [-5, -5, 0, 0], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
+    with pytest.raises(ValueError, match="b must have shape"):
+        op(x, torch.ones(3), f, f, 1, 1, [0, 0, 0, 0], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
