@@ -171,3 +171,12 @@ def test_cpu_entry_point_validates():
         op(x, None, f, f, 1, 1, [-5, -5, 0, 0], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
     with pytest.raises(ValueError, match="b must have shape"):
         op(x, torch.ones(3), f, f, 1, 1, [0, 0, 0, 0], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
+
+
+def test_kernel_lookup_falls_back_only_when_automatic():
+    from fastgan.ops.filtered_lrelu import kernels_for
+    missing = {"cpu": "fastgan.backends.no_such_kernel_module"}
+    assert kernels_for("cpu", None, "op", missing) is None          # auto: ref
+    assert kernels_for("cuda", None, "op", missing) is None         # no cuda/triton kernel either: ref
+    with pytest.raises(backends.BackendUnavailable):
+        kernels_for("cpu", "cpu", "op", missing)                     # asked for explicitly: error

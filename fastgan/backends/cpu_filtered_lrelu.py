@@ -5,6 +5,7 @@ filters already in correlation order. Half types run in float32 and are cast bac
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional, Tuple
 
 import torch
@@ -16,6 +17,7 @@ if not hasattr(torch.ops.fastgan, "cpu_filtered_lrelu"):
     raise BackendUnavailable("fastgan._C was built without filtered_lrelu; rebuild the extension")
 
 _OP = torch.ops.fastgan.cpu_filtered_lrelu
+_log = logging.getLogger(__name__)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -26,6 +28,9 @@ def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torc
           pad1, pad2, gain: float, slope: float, clamp: Optional[float], signs: Optional[torch.Tensor],
           write_signs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """``y = FIR_f2(act(gain * FIR_f1(up(x + b))))``, downsampled; see fastgan/ops/filtered_lrelu.py."""
+    if f1.ndim == 2 or f2.ndim == 2:
+        _log.debug("filtered_lrelu: 2-D filter(s) %s, %s take the generic (non-separable) path",
+                   list(f1.shape), list(f2.shape))
     dt = _compute_dtype(x.dtype)
     xc = x.to(dt)
     bc = None if b is None else b.to(dt)

@@ -39,7 +39,7 @@ def _explicit(impl: Optional[str]) -> bool:
     return (impl is not None and impl != "cuda") or backends.current() != "auto"
 
 
-def kernels_for(name: str, impl: Optional[str], op: str, modules=_KERNEL_MODULES):
+def kernels_for(name: str, impl: Optional[str], op: str, modules=_KERNEL_MODULES, strict: Optional[bool] = None):
     """The op's kernel module of backend ``name``, or None to run ``ref``.
 
     A backend without this op (an extension built before it existed, or a CUDA extension without
@@ -48,6 +48,7 @@ def kernels_for(name: str, impl: Optional[str], op: str, modules=_KERNEL_MODULES
     """
     if name == "ref":
         return None
+    strict = _explicit(impl) if strict is None else strict
     try:
         if name not in modules:
             raise backends.BackendUnavailable(f"{op}: backend {name!r} has no kernel for this op")
@@ -57,8 +58,8 @@ def kernels_for(name: str, impl: Optional[str], op: str, modules=_KERNEL_MODULES
     except (backends.BackendUnavailable, ImportError) as e:
         if name == "cuda":
             _log.debug("%s: no CUDA kernel (%s); trying triton", op, e)
-            return kernels_for("triton", None, op, modules)
-        if _explicit(impl):
+            return kernels_for("triton", None, op, modules, strict=False)
+        if strict:
             raise backends.BackendUnavailable(str(e)) from e
         _log.debug("%s: %s; using the ref backend", op, e)
         return None
