@@ -17,12 +17,15 @@ from .upfirdn2d import upfirdn2d
 
 __all__ = ["conv2d_resample", "no_weight_gradients", "weight_gradients_disabled"]
 
-_wgrad = threading.local()
+# A process-wide depth counter, not a thread-local: autograd runs CUDA backward passes on its own
+# device threads, which must see the flag set by the thread that called autograd.grad.
+_wgrad_depth = 0
+_wgrad_lock = threading.Lock()
 
 
 def weight_gradients_disabled() -> bool:
-    """True inside :func:`no_weight_gradients` (in the thread that entered it)."""
-    return getattr(_wgrad, "depth", 0) > 0
+    """True while any :func:`no_weight_gradients` block is active."""
+    return _wgrad_depth > 0
 
 
 @contextlib.contextmanager
@@ -34,15 +37,20 @@ def no_weight_gradients(disable: bool = True) -> Iterator[None]:
     thrown away. Gradients taken later (outside the block) through the graph it created are exact.
     Do not differentiate w.r.t. convolution weights inside the block: they would be missing.
     Affects fastgan's kernel backends (the ref backend's plain convolutions skip them by themselves).
+    The flag is process-wide (like NVlabs' ``conv2d_gradfix``): do not differentiate w.r.t. weights in
+    other threads meanwhile.
     """
+    global _wgrad_depth
     if not disable:
         yield
         return
-    _wgrad.depth = getattr(_wgrad, "depth", 0) + 1
+    with _wgrad_lock:
+        _wgrad_depth += 1
     try:
         yield
     finally:
-        _wgrad.depth -= 1
+        with _wgrad_lock:
+            _wgrad_depth -= 1
 
 
 class _Conv(torch.autograd.Function):
