@@ -26,28 +26,43 @@ PATCHES: Dict[str, Dict[str, object]] = {
     "ops.filtered_lrelu": {"filtered_lrelu": ops.filtered_lrelu},
 }
 
+# Network modules (under the codebase's ``training`` package) that expose a module-level
+# ``modulated_conv2d``; patched only when already imported, so no unrelated package is imported.
+NETWORK_PATCHES: Dict[str, Dict[str, object]] = {
+    "networks": {"modulated_conv2d": ops.modulated_conv2d},             # stylegan2-ada-pytorch
+    "networks_stylegan2": {"modulated_conv2d": ops.modulated_conv2d},   # stylegan3 repo, SG2 nets
+    "networks_stylegan3": {"modulated_conv2d": ops.modulated_conv2d_sg3},
+}
 
-def patch_nvlabs(package: str = "torch_utils") -> List[str]:
+
+def _patch_module(mod, attrs: Dict[str, object], replaced: Dict[int, object], patched: List[str]) -> None:
+    for attr, new in attrs.items():
+        if hasattr(mod, attr):
+            replaced[id(getattr(mod, attr))] = new
+            setattr(mod, attr, new)
+            patched.append(f"{mod.__name__}.{attr}")
+
+
+def patch_nvlabs(package: str = "torch_utils", training_package: str = "training") -> List[str]:
     """Replace the ops of an imported (or importable) NVlabs ``torch_utils`` package with fastgan's.
 
-    Also rebinds names that other already-imported modules took with ``from ... import``.
-    Returns the patched ``module.attribute`` names. Raises ModuleNotFoundError if ``package``
-    cannot be imported.
+    ``modulated_conv2d`` of already-imported ``<training_package>.networks*`` modules is replaced too.
+    Names that other imported modules took with ``from ... import`` are rebound. Returns the patched
+    ``module.attribute`` names. Raises ModuleNotFoundError if ``package`` cannot be imported.
     """
     importlib.import_module(package)
-    patched = []
-    replaced = {}
+    patched: List[str] = []
+    replaced: Dict[int, object] = {}
     for suffix, attrs in PATCHES.items():
-        name = f"{package}.{suffix}"
         try:
-            mod = importlib.import_module(name)
+            mod = importlib.import_module(f"{package}.{suffix}")
         except ModuleNotFoundError:
             continue
-        for attr, new in attrs.items():
-            if hasattr(mod, attr):
-                replaced[id(getattr(mod, attr))] = new
-                setattr(mod, attr, new)
-                patched.append(f"{name}.{attr}")
+        _patch_module(mod, attrs, replaced, patched)
+    for suffix, attrs in NETWORK_PATCHES.items():
+        mod = sys.modules.get(f"{training_package}.{suffix}")
+        if mod is not None:
+            _patch_module(mod, attrs, replaced, patched)
     for mod in list(sys.modules.values()):  # `from torch_utils.ops.upfirdn2d import upfirdn2d` copies
         d = getattr(mod, "__dict__", None)
         if not d or getattr(mod, "__name__", "").startswith("fastgan"):

@@ -51,3 +51,25 @@ def test_patch_nvlabs_missing_package():
     import pytest
     with pytest.raises(ModuleNotFoundError):
         fastgan.compat.patch_nvlabs("no_such_torch_utils_pkg")
+
+
+def test_patch_nvlabs_network_modconv(tmp_path, monkeypatch):
+    pkg, train = "torch_utils_fake_net", "training_fake_net"
+    _write_fake(tmp_path, pkg)
+    (tmp_path / train).mkdir()
+    (tmp_path / train / "__init__.py").write_text("")
+    (tmp_path / train / "networks_stylegan2.py").write_text(
+        "def modulated_conv2d(x, weight, styles, **kw): raise AssertionError('original called')\n"
+        "def layer(x, w, s): return modulated_conv2d(x, w, s, padding=1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import importlib
+        net = importlib.import_module(f"{train}.networks_stylegan2")
+        patched = fastgan.compat.patch_nvlabs(pkg, training_package=train)
+        assert f"{train}.networks_stylegan2.modulated_conv2d" in patched
+        x, w, s = torch.randn(2, 4, 6, 6), torch.randn(5, 4, 3, 3), torch.randn(2, 4)
+        torch.testing.assert_close(net.layer(x, w, s), ops.modulated_conv2d(x, w, s, padding=1, impl="ref"),
+                                   rtol=1e-4, atol=1e-4)
+    finally:
+        for m in [m for m in sys.modules if m.startswith((pkg, train)) or m == "user_net"]:
+            del sys.modules[m]
