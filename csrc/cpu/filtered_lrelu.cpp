@@ -33,7 +33,7 @@ struct FlrPlan {
   const int64_t* tap2;        // [f2w] offset of x tap c of stage 2 in an activated row
   int64_t Ws;                 // sign bytes per intermediate row (4 values per byte)
   int64_t bands, band_rows;   // work items: N*C*bands
-  size_t off_x, off_h, off_u, off_tmp, off_a, off_apad, off_d, off_w, off_ptr, scratch_bytes;
+  size_t off_x, off_h, off_u, off_tmp, off_a, off_apad, off_d, off_w, off_ptr, off_codes, scratch_bytes;
 };
 
 }  // namespace fastgan_cpu
@@ -131,6 +131,7 @@ void plan_bands(FlrPlan& p, size_t sa) {
   p.off_d = take(off, p.sep2 ? sa * nri * p.WoR : 0);
   p.off_w = take(off, sa * kmax);
   p.off_ptr = take(off, sizeof(void*) * kmax);
+  p.off_codes = take(off, sizeof(int32_t) * p.WmR);
   p.scratch_bytes = off;
 }
 

@@ -159,7 +159,17 @@ static inline void flr_act_row(const FlrPlan& p, const T* __restrict__ u, T* __r
   const int64_t n = p.Wm;
   if (sgrow) {
     const T mul[4] = {G, G * sl, T(0), T(0)};
-    for (int64_t j = 0; j < n; ++j) a[j] = u[j] * mul[(sgrow[j >> 2] >> ((j & 3) * 2)) & 3];
+    const int64_t full = n / 4;
+    for (int64_t q = 0; q < full; ++q) {  // one sign byte per step
+      const unsigned b = sgrow[q];
+      const T* __restrict__ uq = u + 4 * q;
+      T* __restrict__ aq = a + 4 * q;
+      aq[0] = uq[0] * mul[b & 3];
+      aq[1] = uq[1] * mul[(b >> 2) & 3];
+      aq[2] = uq[2] * mul[(b >> 4) & 3];
+      aq[3] = uq[3] * mul[b >> 6];
+    }
+    for (int64_t j = 4 * full; j < n; ++j) a[j] = u[j] * mul[(sgrow[j >> 2] >> ((j & 3) * 2)) & 3];
     return;
   }
   const T Gs = G * sl;
@@ -182,22 +192,27 @@ static inline void flr_act_row(const FlrPlan& p, const T* __restrict__ u, T* __r
 }
 
 // Signs of one row, 4 values per byte: bit 0 where u <= 0, bit 1 where the activation was clamped.
+// The codes are computed in a vectorised pass into `codes` (>= 4 * Ws ints), then packed.
 template <class T>
-static inline void flr_pack_signs(const FlrPlan& p, const T* u, uint8_t* out) {
+static inline void flr_pack_signs(const FlrPlan& p, const T* __restrict__ u, int32_t* __restrict__ codes,
+                                  uint8_t* __restrict__ out) {
   const T G = T(p.gain), Gs = G * T(p.slope), cl = T(p.clamp);
-  const bool clamp = p.clamp >= 0;
-  for (int64_t q = 0; q < p.Ws; ++q) {
-    unsigned b = 0;
-    for (int64_t e = 0; e < 4; ++e) {
-      const int64_t j = 4 * q + e;
-      if (j >= p.Wm) break;
+  const int64_t n = p.Wm;
+  if (p.clamp >= 0) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
       const T v = u[j];
-      const bool neg = !(v > T(0));
-      const T s = v * (neg ? Gs : G);
-      const unsigned code = (neg ? 1u : 0u) | ((clamp && (s > cl || s < -cl)) ? 2u : 0u);
-      b |= code << (2 * e);
+      const T s = v * (v > T(0) ? G : Gs);
+      codes[j] = (v > T(0) ? 0 : 1) | ((s > cl || s < -cl) ? 2 : 0);
     }
-    out[q] = static_cast<uint8_t>(b);
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) codes[j] = u[j] > T(0) ? 0 : 1;
+  }
+  for (int64_t j = n; j < 4 * p.Ws; ++j) codes[j] = 0;
+  for (int64_t q = 0; q < p.Ws; ++q) {
+    const int32_t* c = codes + 4 * q;
+    out[q] = static_cast<uint8_t>(c[0] | (c[1] << 2) | (c[2] << 4) | (c[3] << 6));
   }
 }
 
@@ -221,6 +236,7 @@ static inline void flr_band(const FlrPlan& p, const T* x, T bias, T* y, const ui
   T* Dbuf = buf.at<T>(p.off_d);
   T* w = buf.at<T>(p.off_w);
   const T** ptrs = buf.at<const T*>(p.off_ptr);
+  int32_t* codes = buf.at<int32_t>(p.off_codes);
 
   // Input rows of the band, with bias and zero margins; x pass for separable stage 1.
   const int64_t r0 = flr_max(0, -flr_floordiv(-(i0 - p.p1y0), p.up));
@@ -246,7 +262,7 @@ static inline void flr_band(const FlrPlan& p, const T* x, T bias, T* y, const ui
     for (int64_t s = 0; s < p.AL0; ++s) dst[s] = T(0);
     for (int64_t s = p.AL0 + p.Wm; s < p.APL; ++s) dst[s] = T(0);
     flr_act_row(p, urow, dst + p.AL0, sg_in ? sg_in + i * p.Ws : nullptr);
-    if (sg_out && i >= own0 && i < own1) flr_pack_signs(p, urow, sg_out + i * p.Ws);
+    if (sg_out && i >= own0 && i < own1) flr_pack_signs(p, urow, codes, sg_out + i * p.Ws);
     if (p.down == 2) {  // paired loop: vectorised with shuffles
       T* __restrict__ s0 = arow;
       T* __restrict__ s1 = arow + p.SL;
