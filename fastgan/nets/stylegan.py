@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import ops
-from .layers import FullyConnectedLayer, MappingNetwork, layer_dtype, records_init
+from .layers import FullyConnectedLayer, layer_dtype, records_init
 from .stylegan2 import _check_ws, _GeneratorBase
 
 __all__ = ["Generator", "SynthesisNetwork", "StyleLayer", "mix_styles"]
@@ -132,17 +132,9 @@ class Generator(_GeneratorBase):
                  img_channels: int = 3, mapping_kwargs: Optional[Dict[str, Any]] = None,
                  style_mixing_prob: float = 0.9, **synthesis_kwargs: Any):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
         self.style_mixing_prob = style_mixing_prob
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
-                                      **{"w_avg_beta": 0.995, **(mapping_kwargs or {})})
+        self._build(SynthesisNetwork, z_dim, c_dim, w_dim, img_resolution, img_channels,
+                    {"w_avg_beta": 0.995, **(mapping_kwargs or {})}, synthesis_kwargs)
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False,

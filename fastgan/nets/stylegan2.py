@@ -243,7 +243,20 @@ def _check_ws(ws: torch.Tensor, num_ws: int, w_dim: int, who: str) -> None:
 
 
 class _GeneratorBase(torch.nn.Module):
-    """Mapping + synthesis; shared by the StyleGAN2 and StyleGAN3 generators."""
+    """Mapping + synthesis; shared by the StyleGAN, StyleGAN2 and StyleGAN3 generators."""
+
+    def _build(self, synthesis_cls, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
+               mapping_kwargs: Dict[str, Any], synthesis_kwargs: Dict[str, Any], mapping_cls=MappingNetwork) -> None:
+        """Set the NVlabs attributes and create ``synthesis`` then ``mapping`` (the state-dict order)."""
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.synthesis = synthesis_cls(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                       **synthesis_kwargs)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = mapping_cls(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False,
@@ -273,16 +286,8 @@ class Generator(_GeneratorBase):
                  mapping_kwargs: Optional[Dict[str, Any]] = None, **synthesis_kwargs: Any):
         super().__init__()
         synthesis_kwargs = {**synthesis_kwargs.pop("synthesis_kwargs", {}), **synthesis_kwargs}
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
-                                      **(mapping_kwargs or {}))
+        self._build(SynthesisNetwork, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs or {},
+                    synthesis_kwargs)
 
 
 class DiscriminatorBlock(torch.nn.Module):

@@ -281,13 +281,5 @@ class Generator(_GeneratorBase):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[Dict[str, Any]] = None, **synthesis_kwargs: Any):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
-                                      **(mapping_kwargs or {}))
+        self._build(SynthesisNetwork, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs or {},
+                    synthesis_kwargs, mapping_cls=MappingNetwork)
