@@ -93,7 +93,7 @@ class _Plan:
     """Static arguments of one fused call: geometry of the forward and of its transpose."""
 
     def __init__(self, xshape, fu, fd, up, down, pad, gain, slope, clamp, flip_filter):
-        self.xshape, self.up, self.down, self.pad = tuple(xshape), up, down, pad
+        self.up, self.down, self.pad = up, down, pad
         self.gain = float(gain) * up * up
         self.slope, self.clamp = slope, clamp
         self.fu, self.fd = _corr(fu, flip_filter), _corr(fd, flip_filter)
@@ -107,18 +107,17 @@ class _Plan:
         self.pad_t2 = (fuw - px0 - 1, w * up - self.mid_w + px0 - up + 1,
                        fuh - py0 - 1, h * up - self.mid_h + py0 - up + 1)
 
+    def _geometry(self, transposed):
+        if transposed:
+            return self.fd_t, self.fu_t, self.down, self.up, self.pad_t1, self.pad_t2
+        return self.fu, self.fd, self.up, self.down, self.pad, (0, 0, 0, 0)
+
     def forward(self, kernels, x, b, write_signs):
-        return kernels.fused(x, b, self.fu, self.fd, self.up, self.down, self.pad, (0, 0, 0, 0), self.gain,
-                             self.slope, self.clamp, None, write_signs)
+        return kernels.fused(x, b, *self._geometry(False), self.gain, self.slope, self.clamp, None, write_signs)
 
     def masked(self, kernels, t, signs, transposed):
-        if transposed:
-            y, _ = kernels.fused(t, None, self.fd_t, self.fu_t, self.down, self.up, self.pad_t1, self.pad_t2,
-                                 self.gain, self.slope, self.clamp, signs, False)
-        else:
-            y, _ = kernels.fused(t, None, self.fu, self.fd, self.up, self.down, self.pad, (0, 0, 0, 0), self.gain,
-                                 self.slope, self.clamp, signs, False)
-        return y
+        return kernels.fused(t, None, *self._geometry(transposed), self.gain, self.slope, self.clamp, signs,
+                             False)[0]
 
 
 class _FilteredLReLU(torch.autograd.Function):
@@ -128,15 +127,15 @@ class _FilteredLReLU(torch.autograd.Function):
         y, signs = plan.forward(kernels, x, b, need)
         if need:
             ctx.save_for_backward(signs)
-        ctx.args = (kernels, plan, b is not None)
+        ctx.args = (kernels, plan, None if b is None else b.dtype)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         (signs,) = ctx.saved_tensors
-        kernels, plan, has_b = ctx.args
+        kernels, plan, b_dtype = ctx.args
         dx = _Masked.apply(dy, signs, kernels, plan, True)
-        db = dx.sum(dim=(0, 2, 3)) if has_b and ctx.needs_input_grad[1] else None
+        db = dx.sum(dim=(0, 2, 3)).to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[1] else None
         return dx, db, None, None
 
 
