@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from cpu_isa import runnable_isa_levels
 
 import fastgan.ops as ops
 from fastgan import backends
@@ -93,17 +94,9 @@ def test_adain_bad_input():
         ops.adain(x, s, s, eps=-1.0)
 
 
-def _isa_levels():
-    try:
-        from fastgan import _C
-    except ImportError:
-        return []
-    order = ("scalar", "avx2", "avx512")
-    return [lv for lv in order if order.index(lv) <= order.index(_C.isa_detected())]
-
 
 @pytest.mark.cpu_ext
-@pytest.mark.parametrize("level", _isa_levels())
+@pytest.mark.parametrize("level", runnable_isa_levels())
 def test_adain_cpu_every_isa(level):
     _need("cpu")
     from fastgan import _C

@@ -17,10 +17,10 @@ if not backends.available("cpu"):
 
 from fastgan import _C  # noqa: E402
 from fastgan.backends import cpu  # noqa: E402
+from cpu_isa import runnable_isa_levels  # noqa: E402
 
 CL = torch.channels_last
-LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
-          if ("scalar", "avx2", "avx512").index(lv) <= ("scalar", "avx2", "avx512").index(_C.isa_detected())]
+LEVELS = runnable_isa_levels()
 
 
 @pytest.fixture(params=LEVELS)

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from cpu_isa import runnable_isa_levels
 
 import fastgan.ops as ops
 from fastgan import backends
@@ -121,17 +122,9 @@ def test_bad_input(backend):
         ops.filtered_lrelu(x, fd=f.clone().requires_grad_(True), impl=backend)
 
 
-def _isa_levels():
-    try:
-        from fastgan import _C
-    except ImportError:
-        return []
-    order = ("scalar", "avx2", "avx512")
-    return [lv for lv in order if order.index(lv) <= order.index(_C.isa_detected())]
-
 
 @pytest.mark.cpu_ext
-@pytest.mark.parametrize("level", _isa_levels())
+@pytest.mark.parametrize("level", runnable_isa_levels())
 @pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[5]], ids=["sg3", "2d", "down3"])
 def test_cpu_every_isa(level, geom):
     """Every compiled SIMD level of the cpu kernel agrees with ref (forward and gradient)."""
