@@ -45,28 +45,32 @@ def _floor(w, xp):
     return xp.where(w > tol, w, xp.zeros_like(w))
 
 
-def _lower_congruence(low: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``low^T s low`` for lower-triangular ``low``: two BLAS trmm (half the flops of two GEMMs)."""
-    try:
-        from scipy.linalg.blas import dtrmm
-    except ImportError:  # pragma: no cover - scipy is optional
-        return low.T @ (s @ low)
-    w = dtrmm(1.0, low, s, side=1, lower=1)                 # s @ low
-    return dtrmm(1.0, low, w, side=0, lower=1, trans_a=1, overwrite_b=1)   # low^T @ (s @ low)
-
-
 def _trace_sqrt_numpy(s1: np.ndarray, s2: np.ndarray) -> float:
-    try:
-        m = _lower_congruence(np.linalg.cholesky(s1), s2)
-    except np.linalg.LinAlgError:
+    """LAPACK directly: potrf, ``sygst`` (itype 2: the congruence ``L^T s2 L`` in d^3 flops, half of two
+    ``trmm``), a blocked tridiagonal reduction and ``sterf`` for eigenvalues only. ``syevd`` (numpy's
+    ``eigvalsh``) gets too little workspace for a blocked reduction and runs it as BLAS-2 only, about
+    1.8x slower at d=2048."""
+    from scipy.linalg import lapack
+
+    low, info = lapack.dpotrf(s1, lower=1, clean=0)   # sygst reads the lower triangle only
+    if info == 0:
+        m, info = lapack.dsygst(s2, low, itype=2, lower=1)
+    else:   # s1 is singular (or not PSD to rounding): symmetric square root instead
         w, v = np.linalg.eigh(s1)
         f = v * np.sqrt(_floor(w, np))
         m = f.T @ (s2 @ f)
-    ev = np.linalg.eigvalsh(m, UPLO="L")
+    n = m.shape[0]
+    _, d, e, _, info = lapack.dsytrd(m, lower=1, lwork=max(1, 64 * n), overwrite_a=1)
+    if info == 0:
+        ev, info = lapack.dsterf(d, e)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"frechet_distance: the eigenvalue iteration did not converge (info={info})")
     return float(np.sqrt(_floor(ev, np)).sum())
 
 
 def _trace_sqrt_torch(s1: torch.Tensor, s2: torch.Tensor) -> float:
+    if s1.device.type == "cpu":     # torch exposes neither sygst nor sytrd: LAPACK directly is faster
+        return _trace_sqrt_numpy(s1.detach().numpy(), s2.detach().numpy())
     f, info = torch.linalg.cholesky_ex(s1)
     if int(info) != 0:
         w, v = torch.linalg.eigh(s1)
