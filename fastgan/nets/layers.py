@@ -16,11 +16,31 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from .. import ops
+from .. import backends, ops
+from ..backends import host_cache
 from ..backends.activations import ACTIVATIONS
 
-__all__ = ["records_init", "normalize_2nd_moment", "precision", "layer_dtype", "FullyConnectedLayer",
+__all__ = ["records_init", "cpu_host_cache", "normalize_2nd_moment", "precision", "layer_dtype", "FullyConnectedLayer",
            "Conv2dLayer", "MappingNetwork"]
+
+
+def cpu_host_cache(forward):
+    """Method decorator for a network's ``forward(self, x, ...)``: when ``x`` is a CPU tensor and the ops
+    resolve to the cpu backend, run it inside :func:`fastgan.backends.host_cache.scope` (large
+    temporaries reuse freed blocks instead of faulting in fresh pages). ``FASTGAN_HOST_CACHE=0`` opts out.
+    """
+    @functools.wraps(forward)
+    def wrapper(self, x, *args, **kwargs):
+        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and host_cache.wanted():
+            try:
+                on_cpu = backends.resolve(None, x, type(self).__name__) == "cpu"
+            except backends.BackendUnavailable:   # the ops will raise it with their own names
+                on_cpu = False
+            if on_cpu:
+                with host_cache.scope():
+                    return forward(self, x, *args, **kwargs)
+        return forward(self, x, *args, **kwargs)
+    return wrapper
 
 
 def records_init(cls):

@@ -14,7 +14,7 @@ import torch
 
 from .. import ops
 from ..backends.activations import ACTIVATIONS
-from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork, layer_dtype, records_init
+from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork, cpu_host_cache, layer_dtype, records_init
 
 __all__ = ["Generator", "Discriminator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer",
            "ToRGBLayer", "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer",
@@ -219,6 +219,7 @@ class SynthesisNetwork(torch.nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
+    @cpu_host_cache
     def forward(self, ws: torch.Tensor, **block_kwargs: Any) -> torch.Tensor:
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")
         ws = ws.to(torch.float32)
@@ -462,6 +463,7 @@ class Discriminator(torch.nn.Module):
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
                                         **common)
 
+    @cpu_host_cache
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor], update_emas: bool = False,
                 **block_kwargs: Any) -> torch.Tensor:
         if not isinstance(img, torch.Tensor) or img.ndim != 4 or img.shape[1] != self.img_channels \

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import ops
-from .layers import FullyConnectedLayer, layer_dtype, records_init
+from .layers import FullyConnectedLayer, cpu_host_cache, layer_dtype, records_init
 from .layers import MappingNetwork as _MappingNetwork
 from .stylegan2 import _check_ws, _GeneratorBase
 
@@ -253,6 +253,7 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, name, layer)
             self.layer_names.append(name)
 
+    @cpu_host_cache
     def forward(self, ws: torch.Tensor, **layer_kwargs: Any) -> torch.Tensor:
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")
         layer_kwargs.pop("fused_modconv", None)  # accepted for SG2 compatibility; SG3 always fuses
