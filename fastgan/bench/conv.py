@@ -1,8 +1,9 @@
-"""Convolution benchmarks (``fastgan bench conv``): modulated conv and an R1 discriminator step, each
-backend against ``ref`` in the same process, plus the GFLOP/s of a plain channels_last conv2d."""
+"""Convolution benchmarks (``fastgan bench conv``): modulated conv and an R1 step of a StyleGAN2
+discriminator, each backend against ``ref`` in the same process, plus the GFLOP/s of a plain
+channels_last conv2d."""
 from __future__ import annotations
 
-import math
+import contextlib
 from typing import Callable, Dict, List
 
 import torch
@@ -44,53 +45,33 @@ def modconv_rows(n: int, c: int, res: int, repeat: int) -> List[Dict]:
     return rows
 
 
-class _Disc(torch.nn.Module):
-    """A small StyleGAN2-like D from fastgan ops: fromrgb, resnet blocks down to 8x8, mean, linear."""
+def r1_rows(n: int, res: int, channel_base: int, repeat: int) -> List[Dict]:
+    """One R1 step of a StyleGAN2 discriminator (resnet, minibatch std; ``channel_base`` 16384 is the
+    NVlabs 'auto' config below 512x512): forward on reals, non-saturating loss plus gamma/2 * R1 (the
+    penalty's inner backward with ``create_graph``), backward to the parameters. The cpu step runs in
+    :func:`fastgan.backends.host_cache.scope`, as training steps on the cpu backend should."""
+    from ..backends import host_cache
+    from ..nets import stylegan2
 
-    def __init__(self, res: int, channels: List[int]):
-        super().__init__()
-        g = torch.Generator().manual_seed(1)
-        self.f = ops.setup_filter([1, 3, 3, 1])
-
-        def p(*shape):
-            return torch.nn.Parameter(torch.randn(*shape, generator=g) / math.sqrt(shape[1] * shape[-1] ** 2))
-        self.rgb = p(channels[0], 3, 1, 1)
-        self.blocks = torch.nn.ParameterList()
-        for cin, cout in zip(channels[:-1], channels[1:]):
-            self.blocks.extend([p(cin, cin, 3, 3), p(cout, cin, 3, 3), p(cout, cin, 1, 1)])
-        self.out = torch.nn.Parameter(torch.randn(channels[-1], generator=g) / math.sqrt(channels[-1]))
-        self.backend = "ref"
-
-    def forward(self, img):
-        b, f = self.backend, self.f
-        x = ops.bias_act(ops.conv2d_resample(img, self.rgb, impl=b), act="lrelu", impl=b)
-        for i in range(0, len(self.blocks), 3):
-            w0, w1, ws = self.blocks[i:i + 3]
-            y = ops.conv2d_resample(x, ws, f, down=2, impl=b)
-            x = ops.bias_act(ops.conv2d_resample(x, w0, padding=1, impl=b), act="lrelu", impl=b)
-            x = ops.bias_act(ops.conv2d_resample(x, w1, f, down=2, padding=1, impl=b), act="lrelu", impl=b)
-            x = (x + y) * math.sqrt(0.5)
-        return x.mean(dim=[2, 3]) @ self.out
-
-
-def r1_rows(n: int, res: int, channels: List[int], repeat: int) -> List[Dict]:
-    """One R1 step (forward, penalty, backward to the parameters) of :class:`_Disc`."""
-    D = _Disc(res, channels)
+    torch.manual_seed(1)
+    D = stylegan2.Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=channel_base,
+                                channel_max=512, num_fp16_res=0)
     img = torch.randn(n, 3, res, res, generator=torch.Generator().manual_seed(2))
 
     def step():
+        D.zero_grad(set_to_none=True)
         x = img.detach().requires_grad_(True)
-        logits = D(x)
+        logits = D(x, None)
         loss = torch.nn.functional.softplus(-logits).mean() + 5.0 * ops.r1_penalty(logits, x).mean()
         loss.backward()
     rows, base = [], None
     for backend in ("ref", "cpu"):
         if not backends.available(backend):
             continue
-        D.backend = backend
-        t = median_seconds(step, repeat=repeat, warmup=1)
+        with backends.use(backend), (host_cache.scope() if backend == "cpu" else contextlib.nullcontext()):
+            t = median_seconds(step, repeat=repeat, warmup=1)
         base = t if backend == "ref" else base
-        rows.append({"case": "R1 step D", "shape": [n, 3, res, res], "backend": backend, "dtype": "float32",
+        rows.append({"case": "R1 step SG2 D", "shape": [n, 3, res, res], "backend": backend, "dtype": "float32",
                      "median_ms": t * 1e3, "GFLOPs": None, "speedup_vs_ref": base / t})
     return rows
 
@@ -99,10 +80,10 @@ def run(quick: bool = False, repeat: int = 5):
     """The ``fastgan bench conv`` suite: returns (table text, JSON-able dict)."""
     if quick:
         peak = conv_gflops((2, 64, 16, 16), 64)
-        rows = modconv_rows(2, 64, 16, repeat) + r1_rows(2, 32, [16, 32, 64], repeat)
+        rows = modconv_rows(2, 64, 16, repeat) + r1_rows(2, 16, 256, repeat)
     else:
         peak = conv_gflops((8, 512, 32, 32), 512)
-        rows = modconv_rows(8, 512, 32, repeat) + r1_rows(8, 64, [64, 128, 256, 256], repeat)
+        rows = modconv_rows(8, 512, 32, repeat) + r1_rows(8, 64, 16384, repeat)
     lines = [f"machine: {torch.get_num_threads()} threads; plain channels_last conv2d of the modconv shape: "
              f"{peak:.1f} GFLOP/s",
              f"{'case':20s} {'shape':18s} {'backend':8s} {'dtype':9s} {'median ms':>10s} {'GFLOP/s':>8s} "

@@ -120,6 +120,9 @@ def _kernel_modconv(name: str, x, weight, styles, dcoefs, noise, up, down, pad, 
         s4 = styles.to(cdt).reshape(x.shape[0], x.shape[1], 1, 1)
         if torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad):
             xs = x.to(dtype=cdt, memory_format=torch.channels_last) * s4
+        elif x.dtype == cdt and cdt in (torch.float32, torch.float64) and x.is_contiguous():
+            from ..backends.cpu import relayout   # modulate and transpose to channels_last in one tiled pass
+            xs = relayout(x, styles, channels_last=True)
         else:   # modulate and change layout/dtype in one pass
             xs = torch.empty(x.shape, dtype=cdt, device=x.device, memory_format=torch.channels_last)
             torch.mul(x, s4, out=xs)
