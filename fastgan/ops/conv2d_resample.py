@@ -86,9 +86,15 @@ def kernel_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: Tuple[in
 
     CPU activations are convolved channels_last (oneDNN's native layout: no reorders per call); the
     output stays channels_last, so a network pays the layout change once, at its first convolution.
+    Strided transposed convolutions with few output channels run as tiled GEMMs outside autograd
+    (:mod:`fastgan.backends.cpu_conv_transpose`).
     """
     if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
+    if transpose and x.device.type == "cpu":
+        from ..backends import cpu_conv_transpose
+        if cpu_conv_transpose.applies(x, w, stride, padding, groups):
+            return cpu_conv_transpose.conv_transpose2d(x, w, stride)
     if not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
         return _ref.torch_conv(x, w, stride, padding, groups, transpose)
     return _Conv.apply(x, w, stride, padding, groups, transpose)

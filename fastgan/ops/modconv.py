@@ -112,8 +112,9 @@ def _cpu_conv_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _kernel_modconv(name: str, x, weight, styles, dcoefs, noise, up, down, pad, f, flip_weight,
-                    bias=None, act="linear", alpha=0.0, gain=1.0, clamp=None) -> torch.Tensor:
-    """Activation-modulated formulation on a kernel backend (see the module docstring)."""
+                    bias=None, act="linear", alpha=0.0, gain=1.0, clamp=None, nchw_out=False) -> torch.Tensor:
+    """Activation-modulated formulation on a kernel backend (see the module docstring). ``nchw_out``
+    asks for an NCHW result where that is free (the cpu backend otherwise returns channels_last)."""
     dtype = x.dtype
     if name == "cpu":  # oneDNN is fastest on channels_last activations
         cdt = _cpu_conv_dtype(dtype)
@@ -130,7 +131,19 @@ def _kernel_modconv(name: str, x, weight, styles, dcoefs, noise, up, down, pad, 
         xs = x * styles.to(dtype).reshape(x.shape[0], x.shape[1], 1, 1)
     y = conv2d_resample(xs, weight.to(xs.dtype), f, up=up, down=down, padding=list(pad),
                         flip_weight=flip_weight, impl=name)
+    if nchw_out and _plain_scale(name, y, dtype, noise, bias, act, gain, clamp):
+        # demodulate while transposing back to NCHW, for a consumer that reads NCHW planes (SG3's
+        # filtered_lrelu): one pass instead of an in-place epilogue plus a layout copy
+        from ..backends.cpu import relayout
+        return relayout(y, dcoefs, channels_last=False)
     return _epilogue(name, y.to(dtype), dcoefs, noise, bias, act, alpha, gain, clamp)
+
+
+def _plain_scale(name, y, dtype, noise, bias, act, gain, clamp) -> bool:
+    """True when the epilogue is only a per-(n, c) scale of a channels_last float y, outside autograd."""
+    return (name == "cpu" and noise is None and bias is None and act == "linear" and gain == 1.0
+            and clamp is None and y.dtype == dtype and dtype in (torch.float32, torch.float64)
+            and not torch.is_grad_enabled() and y.is_contiguous(memory_format=torch.channels_last))
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
@@ -270,4 +283,5 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
     dcoefs = demodulation_coefs(w, s) if demodulate else None
     if input_gain is not None:  # scales the input channels, i.e. the styles, after demodulation
         s = s * input_gain.expand(n, i)
-    return _kernel_modconv(name, x, w, s, dcoefs, None, 1, 1, (pw, pw, ph, ph), check_filter(None, x, op), True)
+    return _kernel_modconv(name, x, w, s, dcoefs, None, 1, 1, (pw, pw, ph, ph), check_filter(None, x, op), True,
+                           nchw_out=True)
