@@ -56,28 +56,93 @@ def no_weight_gradients(disable: bool = True) -> Iterator[None]:
 class _Conv(torch.autograd.Function):
     """F.conv2d / F.conv_transpose2d whose backward honours :func:`no_weight_gradients`.
 
-    The backward runs ``aten.convolution_backward`` with an output mask, which autograd
-    differentiates again, so every order of gradient works.
+    The backward is :class:`_ConvGrad`, whose own backward is written with the same two kernels
+    (convolution and ``aten.convolution_backward``), so every order of gradient stays on them.
     """
 
     @staticmethod
     def forward(ctx, x, w, stride, padding, groups, transpose):
         ctx.save_for_backward(x, w)
-        ctx.args = (stride, padding, groups, transpose)
+        ctx.args = (stride, tuple(padding), groups, transpose)
         return _ref.torch_conv(x, w, stride, padding, groups, transpose)
 
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        stride, padding, groups, transpose = ctx.args
         need_x = ctx.needs_input_grad[0]
         need_w = ctx.needs_input_grad[1] and not weight_gradients_disabled()
         if not (need_x or need_w):
             return None, None, None, None, None, None
-        dx, dw, _ = torch.ops.aten.convolution_backward(
-            dy, x, w, None, [stride, stride], list(padding), [1, 1], transpose, [0, 0], groups,
-            [need_x, need_w, False])
+        dx, dw = _ConvGrad.apply(dy, x, w, ctx.args, need_x, need_w)
         return dx, dw, None, None, None, None
+
+
+def _layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` in the requested memory format on CPU (float tensors through the tiled relayout kernel);
+    other devices keep their layout."""
+    if t.device.type != "cpu":
+        return t
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if t.is_contiguous(memory_format=fmt):
+        return t
+    if t.dtype in (torch.float32, torch.float64) and backends.available("cpu") \
+            and (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
+        from ..backends.cpu import relayout
+        return relayout(t, None, channels_last)
+    return t.contiguous(memory_format=fmt)
+
+
+def _conv_grads(dy, x, w, args, need_x: bool, need_w: bool):
+    """``(dx, dw)`` of the convolution (None where not needed). On CPU the data gradient runs
+    channels_last and the weight gradient NCHW: oneDNN's weight-gradient kernel is up to 2x slower
+    on channels_last activations on this class of CPU (``fastgan bench conv``, R1 step)."""
+    stride, padding, groups, transpose = args
+
+    def grads(dy_, x_, mask):
+        return torch.ops.aten.convolution_backward(
+            dy_, x_, w, None, [stride, stride], list(padding), [1, 1], transpose, [0, 0], groups, mask + [False])
+
+    if dy.device.type != "cpu":
+        dx, dw, _ = grads(dy, x, [need_x, need_w])
+        return (dx if need_x else None), (dw if need_w else None)
+    dx = grads(_layout(dy, True), _layout(x, True), [True, False])[0] if need_x else None
+    dw = grads(_layout(dy, False), _layout(x, False), [False, True])[1] if need_w else None
+    return dx, dw
+
+
+class _ConvGrad(torch.autograd.Function):
+    """``(dx, dw)`` of a convolution ``y = C(x, w)`` given ``dy`` (either may be skipped).
+
+    Both are linear in ``dy``, and ``C`` is bilinear, so for incoming ``(gx, gw)``:
+    ``d dy = C(gx, w) + C(x, gw)``, ``d w = dw(dy; input=gx)``, ``d x = dx(dy; weight=gw)``.
+    ATen's generic double backward computes the last two as convolutions over the batch axis with
+    image-sized kernels, which oneDNN runs at a fraction of its speed; here they are ordinary
+    weight and data gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, dy, x, w, args, need_x, need_w):
+        ctx.save_for_backward(dy, x, w)
+        ctx.args = args
+        return _conv_grads(dy, x, w, args, need_x, need_w)
+
+    @staticmethod
+    def backward(ctx, gx, gw):
+        dy, x, w = ctx.saved_tensors
+        args = ctx.args
+        need_dy, need_x, need_w = ctx.needs_input_grad[:3]
+        d_dy = d_x = d_w = None
+        if need_dy:
+            if gx is not None:
+                d_dy = _Conv.apply(_layout(gx, True), w, *args)
+            if gw is not None:
+                term = _Conv.apply(_layout(x, True), gw, *args)
+                d_dy = term if d_dy is None else d_dy + term
+        if need_w and gx is not None:
+            d_w = _ConvGrad.apply(dy, gx, w, args, False, True)[1]
+        if need_x and gw is not None:
+            d_x = _ConvGrad.apply(dy, x, gw, args, True, False)[0]
+        return d_dy, d_x, d_w, None, None, None
 
 
 def kernel_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: Tuple[int, int], groups: int,
