@@ -14,7 +14,7 @@ import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan.cpu
 
 from .activations import ACTIVATIONS
 
-__all__ = ["isa", "relayout", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
+__all__ = ["isa", "relayout", "as_layout", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
 _ops = torch.ops.fastgan
 
@@ -31,6 +31,18 @@ def relayout(x: torch.Tensor, scale: Optional[torch.Tensor] = None, channels_las
     transpose: several times faster than ``x.contiguous(memory_format=...)`` across layouts.
     """
     return _ops.cpu_relayout(x, scale, bool(channels_last))
+
+
+def as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The CPU tensor ``t`` in the requested memory format: ``t`` itself when it already is, float32/64
+    NCHW <-> channels_last through :func:`relayout`, anything else through ``contiguous``."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if t.is_contiguous(memory_format=fmt):
+        return t
+    if t.dim() == 4 and t.dtype in (torch.float32, torch.float64) and (
+            t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
+        return relayout(t, None, channels_last)
+    return t.contiguous(memory_format=fmt)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],

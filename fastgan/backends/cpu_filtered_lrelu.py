@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import BackendUnavailable, get
-from .cpu import relayout
+from .cpu import as_layout
 
 get("cpu")  # loads fastgan._C (raises BackendUnavailable with the reason when it cannot)
 if not hasattr(torch.ops.fastgan, "cpu_filtered_lrelu"):
@@ -33,10 +33,7 @@ def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torc
         _log.debug("filtered_lrelu: 2-D filter(s) %s, %s take the generic (non-separable) path",
                    list(f1.shape), list(f2.shape))
     dt = _compute_dtype(x.dtype)
-    if x.dtype == dt and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        xc = relayout(x)   # the kernel runs on NCHW planes; a tiled transpose beats ATen's strided copy
-    else:
-        xc = x.to(dt)
+    xc = as_layout(x, channels_last=False) if x.dtype == dt else x.to(dt)   # the kernel reads NCHW planes
     bc = None if b is None else b.to(dt)
     y, s = _OP(xc, bc, f1, f2, up, down, list(pad1), list(pad2), gain, slope, -1.0 if clamp is None else clamp,
                signs, write_signs)

@@ -78,18 +78,15 @@ class _Conv(torch.autograd.Function):
 
 
 def _layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``t`` in the requested memory format on CPU (float tensors through the tiled relayout kernel);
+    """``t`` in the requested memory format on CPU (see :func:`fastgan.backends.cpu.as_layout`; the
+    relayout kernel is not differentiable, so tensors that autograd tracks use ``contiguous``);
     other devices keep their layout."""
     if t.device.type != "cpu":
         return t
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if t.is_contiguous(memory_format=fmt):
-        return t
-    if t.dtype in (torch.float32, torch.float64) and backends.available("cpu") \
-            and (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
-        from ..backends.cpu import relayout
-        return relayout(t, None, channels_last)
-    return t.contiguous(memory_format=fmt)
+    if backends.available("cpu") and not (torch.is_grad_enabled() and t.requires_grad):
+        from ..backends.cpu import as_layout
+        return as_layout(t, channels_last)
+    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def _conv_grads(dy, x, w, args, need_x: bool, need_w: bool):
@@ -154,8 +151,7 @@ def kernel_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: Tuple[in
     Strided transposed convolutions with few output channels run as tiled GEMMs outside autograd
     (:mod:`fastgan.backends.cpu_conv_transpose`).
     """
-    if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = _layout(x, channels_last=True)
     if transpose and x.device.type == "cpu":
         from ..backends import cpu_conv_transpose
         if cpu_conv_transpose.applies(x, w, stride, padding, groups):
