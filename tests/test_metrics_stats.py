@@ -13,12 +13,15 @@ def _features(seed, n=700, d=48, offset=50.0):
     return (rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * 0.1 + offset).astype(np.float32)
 
 
+@pytest.mark.parametrize("tile", [16, 20, 256])           # symmetrising tiles: several, with remainder, one
 @pytest.mark.parametrize("buffer_rows", [64, 4096])     # many partial flushes, or one at the end
-@pytest.mark.parametrize("path", ["blas", "torch"])
-def test_streaming_matches_numpy_cov(path, buffer_rows, monkeypatch):
+@pytest.mark.parametrize("path", ["blas", "torch"])     # dsyrk + fused C++ centring, or torch ops only
+def test_streaming_matches_numpy_cov(path, buffer_rows, tile, monkeypatch):
     if path == "torch":
         monkeypatch.setattr(stats_mod, "_dsyrk", lambda: None)
+        monkeypatch.setattr(stats_mod, "_center_rows", lambda: None)
     monkeypatch.setattr(stats_mod, "_BUFFER_ROWS", buffer_rows)
+    monkeypatch.setattr(stats_mod, "_TILE", tile)
     x = _features(0)
     st = FeatureStats()
     for i in range(0, len(x), 97):           # uneven batches
@@ -31,6 +34,18 @@ def test_streaming_matches_numpy_cov(path, buffer_rows, monkeypatch):
     np.testing.assert_allclose(cov, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
     np.testing.assert_allclose(st.cov(ddof=0), np.cov(x64, rowvar=False, ddof=0), atol=1e-12 * np.abs(ref).max())
     assert np.array_equal(cov, cov.T)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float64])
+def test_other_input_dtypes(dtype):
+    x = (np.random.default_rng(3).random((300, 20)) * 200).astype(dtype)
+    st = FeatureStats()
+    for i in range(0, 300, 128):
+        st.append(torch.from_numpy(x[i:i + 128]))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(st.mean(), x64.mean(0), rtol=1e-13)
+    ref = np.cov(x64, rowvar=False)
+    np.testing.assert_allclose(st.cov(), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
 
 
 def test_merge_equals_single_stream(monkeypatch):
@@ -66,3 +81,39 @@ def test_errors():
         FeatureStats().append(np.zeros((1, 3))).cov()
     with pytest.raises(ValueError, match="dim"):
         FeatureStats(dim=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_center_rows_kernel(dtype):
+    from fastgan.backends.cpu import center_rows_
+
+    x = torch.randn(37, 29, dtype=dtype) * 3 + 1
+    shift = torch.randn(29, dtype=torch.float64)
+    dst = torch.empty(37, 29, dtype=torch.float64)
+    sums = torch.arange(29, dtype=torch.float64)
+    center_rows_(dst, x, shift, sums)
+    expect = x.double() - shift
+    assert torch.equal(dst, expect)                       # widening and one subtraction: exact
+    torch.testing.assert_close(sums, torch.arange(29, dtype=torch.float64) + expect.sum(0), rtol=1e-14, atol=1e-12)
+
+
+def test_center_rows_kernel_errors():
+    from fastgan.backends.cpu import center_rows_
+
+    x, shift, sums = torch.randn(4, 3), torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    dst = torch.empty(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="dst must be"):
+        center_rows_(torch.empty(5, 3, dtype=torch.float64), x, shift, sums)
+    with pytest.raises(TypeError, match="dst must be float64"):
+        center_rows_(dst.float(), x, shift, sums)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        center_rows_(dst, x.half(), shift, sums)
+    with pytest.raises(ValueError, match="shift must be"):
+        center_rows_(dst, x, torch.zeros(4, dtype=torch.float64), sums)
+    with pytest.raises(ValueError, match="x must be a contiguous"):
+        center_rows_(dst, torch.randn(3, 4).T, shift, sums)
+    with pytest.raises(ValueError, match="sum must not overlap shift"):
+        center_rows_(dst, x, shift, shift)
+    with pytest.raises(ValueError, match="dst must not overlap x"):
+        xd = torch.randn(4, 3, dtype=torch.float64)
+        center_rows_(xd, xd, shift, sums)

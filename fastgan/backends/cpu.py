@@ -14,7 +14,7 @@ import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan.cpu
 
 from .activations import ACTIVATIONS
 
-__all__ = ["isa", "relayout", "as_layout", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
+__all__ = ["isa", "relayout", "as_layout", "center_rows_", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
 _ops = torch.ops.fastgan
 
@@ -43,6 +43,15 @@ def as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
             t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
         return relayout(t, None, channels_last)
     return t.contiguous(memory_format=fmt)
+
+
+def center_rows_(dst: torch.Tensor, x: torch.Tensor, shift: torch.Tensor, sums: torch.Tensor) -> None:
+    """In one pass: ``dst = x - shift`` in float64 and ``sums += dst.sum(0)``.
+
+    ``x`` (N, D) float32/float64 contiguous; ``dst`` (N, D), ``shift`` (D,) and ``sums`` (D,) float64
+    contiguous, none overlapping. The centring step of :class:`fastgan.metrics.FeatureStats`.
+    """
+    _ops.cpu_center_rows_(dst, x, shift, sums)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 import torch
 
@@ -19,6 +19,24 @@ def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, m
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved_medians(fns: Sequence[Callable[[], object]], rounds: int = 3, warmup: int = 0) -> List[float]:
+    """Median wall time of each of ``fns`` over ``rounds`` rounds that run them in turn (A B A B ...).
+
+    For comparisons on a noisy host: a slow spell hits every candidate alike, and no candidate runs
+    only right after itself (warm allocator, idle thread pools) while the other never does.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: List[List[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def copy_bandwidth_gbs(nbytes: int = 256 << 20) -> float:

@@ -3,7 +3,8 @@
 1. Fréchet distance at d=2048 (quick: 512): fastgan's eigh/Cholesky path (numpy and torch) against the
    ``scipy.linalg.sqrtm`` computation of pytorch-fid/NVlabs, with the relative difference of the values.
 2. Statistics of 50,000 x 2048 float32 features (quick: 10,000 x 512) streamed through FeatureStats in
-   batches of 1,000, against ``numpy.cov`` on the whole float64 matrix already in memory.
+   batches of 1,000, against ``numpy.cov`` on the whole float64 matrix already in memory (the two run
+   in alternation, up to 3 rounds; medians).
 3. Inception-v3 extraction in images/s: fp32 NCHW, fp32 channels_last, bf16 autocast + channels_last, and
    the FID drift bf16 causes on a fixed image set. Weights are random (timing does not depend on them;
    the drift with the published weights will differ: it is measured here only as an order of magnitude).
@@ -16,7 +17,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from . import median_seconds
+from . import interleaved_medians, median_seconds
 
 
 def _spd_pair(d: int, seed: int = 0) -> Tuple[np.ndarray, ...]:
@@ -60,9 +61,7 @@ def bench_stats(n: int, d: int, repeat: int, batch: int = 1000) -> List[Dict]:
             st.append(torch.from_numpy(x32[i:i + batch]))
         return st.mean_cov()
 
-    reps = max(1, min(repeat, 3))
-    t_np = median_seconds(lambda: np.cov(x64, rowvar=False), repeat=reps, warmup=0)
-    t_st = median_seconds(stream, repeat=reps, warmup=0)
+    t_np, t_st = interleaved_medians([lambda: np.cov(x64, rowvar=False), stream], rounds=max(1, min(repeat, 3)))
     saved = stats_mod._dsyrk
     stats_mod._dsyrk = lambda: None
     try:
