@@ -52,6 +52,9 @@ def _trace_sqrt_numpy(s1: np.ndarray, s2: np.ndarray) -> float:
     1.8x slower at d=2048."""
     from scipy.linalg import lapack
 
+    # LAPACK wants column-major input and scipy copies anything else; a symmetric matrix in row-major
+    # order is its own transpose, so hand over the transposed (column-major) view instead of a copy.
+    s1, s2 = (s.T if s.flags.c_contiguous else s for s in (s1, s2))
     low, info = lapack.dpotrf(s1, lower=1, clean=0)   # sygst reads the lower triangle only
     if info == 0:
         m, info = lapack.dsygst(s2, low, itype=2, lower=1)
