@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, List, Sequence
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 
@@ -47,11 +47,19 @@ def copy_bandwidth_gbs(nbytes: int = 256 << 20) -> float:
     return 2 * nbytes / t / 1e9
 
 
-def conv_gflops(shape=(8, 512, 32, 32), cout: int = 512, k: int = 3, dtype=torch.float32) -> float:
-    """Achieved GFLOP/s of a channels_last conv2d, the machine's practical compute peak."""
+def conv_peak_case(shape=(8, 512, 32, 32), cout: int = 512, k: int = 3,
+                   dtype=torch.float32) -> Tuple[Callable[[], object], float]:
+    """A large channels_last conv2d as ``(run, flops)``: the machine's practical compute peak."""
     x = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(cout, shape[1], k, k, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        t = median_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=k // 2), repeat=5)
-    flops = 2 * shape[0] * cout * shape[1] * k * k * shape[2] * shape[3]
-    return flops / t / 1e9
+
+    def run():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, w, padding=k // 2)
+    return run, 2 * shape[0] * cout * shape[1] * k * k * shape[2] * shape[3]
+
+
+def conv_gflops(shape=(8, 512, 32, 32), cout: int = 512, k: int = 3, dtype=torch.float32) -> float:
+    """Achieved GFLOP/s of a channels_last conv2d (:func:`conv_peak_case`), median of 5."""
+    run, flops = conv_peak_case(shape, cout, k, dtype)
+    return flops / median_seconds(run, repeat=5) / 1e9
