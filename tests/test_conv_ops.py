@@ -108,6 +108,25 @@ def test_modulated_conv2d_sg3_gradgradcheck(backend, demod):
     assert torch.autograd.gradgradcheck(fn, (x, w, s, gain), fast_mode=True)
 
 
+@pytest.mark.parametrize("max_pixels", [0, 10 ** 6])          # channels_last route, NCHW route
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("demod", [True, False])
+def test_modulated_conv2d_sg3_cpu_inference_routes(max_pixels, dtype, demod, monkeypatch):
+    """Inference on cpu convolves small images NCHW and large ones channels_last: both equal ref."""
+    _need("cpu")
+    monkeypatch.setattr(modconv_mod, "NCHW_CONV_MAX_PIXELS", max_pixels)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 6, 9, 7, generator=g, dtype=dtype)
+    w, s = torch.randn(5, 6, 3, 3, generator=g, dtype=dtype), torch.randn(2, 6, generator=g, dtype=dtype)
+    gain = torch.rand(6, generator=g, dtype=dtype) + 0.5
+    with torch.no_grad():
+        got = ops.modulated_conv2d_sg3(x, w, s, demodulate=demod, padding=[1, 2], input_gain=gain, impl="cpu")
+        ref = ops.modulated_conv2d_sg3(x, w, s, demodulate=demod, padding=[1, 2], input_gain=gain, impl="ref")
+    assert got.shape == ref.shape == (2, 5, 9, 9) and got.is_contiguous()
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, ref, **tol)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("act", ["lrelu", "linear", "swish"])
 def test_modconv_bias_act_gradgradcheck(backend, act):
