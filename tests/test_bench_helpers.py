@@ -17,11 +17,15 @@ def test_interleaved_medians_alternates_and_takes_medians(monkeypatch):
             calls.append(name)
             for _ in range(extra_ticks):
                 next(clock)          # each extra tick is one more "second" of fake time
+            return name * len(calls)
         return fn
 
-    meds = interleaved_medians([make("a", 0), make("b", 2)], rounds=3, warmup=1)
+    results = []
+    meds = interleaved_medians([make("a", 0), make("b", 2)], rounds=3, warmup=1, results=results)
     assert calls == ["a", "b"] * 4            # warm-up round, then three alternating rounds
-    assert meds == [1.0, 3.0]                 # perf_counter ticks once at the end of each timed call
+    # the fake clock advances once at the end of each timed call, plus each function's extra ticks
+    assert meds == [1.0, 3.0]
+    assert results == ["a" * 7, "b" * 8]      # the last round's return values
 
 
 def test_conv_peak_case_counts_flops():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,21 +21,27 @@ def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, m
     return statistics.median(times)
 
 
-def interleaved_medians(fns: Sequence[Callable[[], object]], rounds: int = 3, warmup: int = 0) -> List[float]:
+def interleaved_medians(fns: Sequence[Callable[[], object]], rounds: int = 3, warmup: int = 0,
+                        results: Optional[List[object]] = None) -> List[float]:
     """Median wall time of each of ``fns`` over ``rounds`` rounds that run them in turn (A B A B ...).
 
     For comparisons on a noisy host: a slow spell hits every candidate alike, and no candidate runs
-    only right after itself (warm allocator, idle thread pools) while the other never does.
+    only right after itself (warm allocator, idle thread pools) while the other never does. A
+    ``results`` list, when given, receives each function's last return value (no extra call needed to
+    check the outputs).
     """
     for _ in range(warmup):
         for fn in fns:
             fn()
     times: List[List[float]] = [[] for _ in fns]
+    last: List[object] = [None] * len(fns)
     for _ in range(rounds):
-        for fn, ts in zip(fns, times):
+        for k, fn in enumerate(fns):
             t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
+            last[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    if results is not None:
+        results[:] = last
     return [statistics.median(ts) for ts in times]
 
 

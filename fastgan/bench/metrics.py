@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import time
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -39,11 +38,11 @@ def bench_frechet(d: int, repeat: int) -> List[Dict]:
              ("fastgan eigh (numpy)", lambda: frechet_distance(mu1, s1, mu2, s2)),
              ("fastgan eigh (torch cpu)", lambda: frechet_distance(*t1))]
     # in alternating rounds (medians); the scipy reference takes ~15 s a call here, so at most 3 rounds
-    times = interleaved_medians([fn for _, fn in impls], rounds=max(1, min(repeat, 3)))
-    ref = impls[0][1]()
+    values: List[float] = []
+    times = interleaved_medians([fn for _, fn in impls], rounds=max(1, min(repeat, 3)), results=values)
+    ref = values[0]
     rows = []
-    for (name, fn), t in zip(impls, times):
-        v = fn()
+    for (name, _), t, v in zip(impls, times, values):
         rows.append({"case": f"frechet d={d}", "impl": name, "seconds": t, "speedup": times[0] / t, "value": v,
                      "rel_diff": abs(v - ref) / abs(ref)})
     return rows
@@ -62,14 +61,16 @@ def bench_stats(n: int, d: int, repeat: int, batch: int = 1000) -> List[Dict]:
             st.append(torch.from_numpy(x32[i:i + batch]))
         return st.mean_cov()
 
-    t_np, t_st = interleaved_medians([lambda: np.cov(x64, rowvar=False), stream], rounds=max(1, min(repeat, 3)))
+    outs: List[object] = []
+    t_np, t_st = interleaved_medians([lambda: np.cov(x64, rowvar=False), stream], rounds=max(1, min(repeat, 3)),
+                                     results=outs)
     saved = stats_mod._dsyrk
     stats_mod._dsyrk = lambda: None
     try:
         t_blk = median_seconds(stream, repeat=1, warmup=0)
     finally:
         stats_mod._dsyrk = saved
-    err = float(np.abs(stream()[1] - np.cov(x64, rowvar=False)).max())
+    err = float(np.abs(outs[1][1] - outs[0]).max())
     case = f"stats {n}x{d}"
     return [{"case": case, "impl": "numpy.cov (in memory, float64)", "seconds": t_np, "speedup": 1.0},
             {"case": case, "impl": f"FeatureStats dsyrk, batches of {batch}", "seconds": t_st,
