@@ -61,24 +61,51 @@ def test_cli_errors_are_reported(tmp_path, capsys):
     assert "unknown metric" in capsys.readouterr().err
 
 
-def test_metrics_on_a_saved_generator(tmp_path, detector, capsys):
+@pytest.fixture
+def saved_generator(tmp_path):
     import fastgan
     try:
         from fastgan.nets.stylegan2 import Generator
         G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
                       mapping_kwargs={"num_layers": 1}, channel_base=64, channel_max=16)
         fastgan.save_network(G, tmp_path / "g.safetensors")
-    except Exception as e:  # the networks are another module's work; this test only drives the CLI
+    except Exception as e:  # the networks are another module's work; these tests only drive the CLI
         pytest.skip(f"cannot build/save a small StyleGAN2 generator here: {e}")
     _folder(tmp_path / "real", 2, n=8)
-    rc = main(["metrics", "--metrics", "fid50k_full,is50k,kid50k_full,pr50k3_full", "--network",
-               str(tmp_path / "g.safetensors"), "--data", str(tmp_path / "real"), "--num-gen", "12",
-               "--detector", str(detector), "--device", "cpu", "--workers", "0", "--no-progress", "--batch", "4",
-               "--no-cache"])
+    return tmp_path
+
+
+def _run_metrics(root, names, capsys, *detector_args):
+    rc = main(["metrics", "--metrics", names, "--network", str(root / "g.safetensors"), "--data",
+               str(root / "real"), "--num-gen", "12", "--device", "cpu", "--workers", "0", "--no-progress",
+               "--batch", "4", "--no-cache", *detector_args])
     assert rc == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    by = {r["metric"]: r for r in rows}
+    return {r["metric"]: r for r in (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())}
+
+
+def test_metrics_on_a_saved_generator(saved_generator, detector, capsys):
+    by = _run_metrics(saved_generator, "fid50k_full,is50k,kid50k_full,pr50k3_full", capsys,
+                      "--detector", str(detector))
     assert set(by) == {"fid50k_full", "is50k", "kid50k_full", "pr50k3_full"}
     assert np.isfinite(by["fid50k_full"]["value"]) and by["fid50k_full"]["num_gen"] == 12
     assert 1.0 <= by["is50k"]["mean"] <= 6.0
     assert 0.0 <= by["pr50k3_full"]["precision"] <= 1.0
+
+
+class _TinyPRDetector(torch.nn.Module):
+    """A second feature space (VGG16's role in NVlabs' pr50k3) in which every image maps to the same point,
+    so precision and recall are both 1; the Inception stand-in above gives other values on these images."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return torch.zeros(img.shape[0], 5)
+
+
+def test_pr_detector_is_used_for_precision_recall_only(saved_generator, detector, capsys):
+    pr_det = saved_generator / "pr.pt"
+    torch.jit.save(torch.jit.script(_TinyPRDetector()), str(pr_det))
+    both = _run_metrics(saved_generator, "fid50k_full,pr50k3_full", capsys,
+                        "--detector", str(detector), "--pr-detector", str(pr_det))
+    inception_only = _run_metrics(saved_generator, "fid50k_full,pr50k3_full", capsys, "--detector", str(detector))
+    assert both["fid50k_full"]["value"] == pytest.approx(inception_only["fid50k_full"]["value"], rel=1e-12)
+    pr = [(r["pr50k3_full"]["precision"], r["pr50k3_full"]["recall"]) for r in (both, inception_only)]
+    assert pr[0] == (1.0, 1.0) and pr[1] != pr[0]
