@@ -36,12 +36,17 @@ def test_streaming_matches_numpy_cov(path, buffer_rows, tile, monkeypatch):
     assert np.array_equal(cov, cov.T)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float64])
-def test_other_input_dtypes(dtype):
-    x = (np.random.default_rng(3).random((300, 20)) * 200).astype(dtype)
+@pytest.mark.parametrize("path", ["fused", "torch"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float64, "strided"])
+def test_other_input_dtypes(dtype, path, monkeypatch):
+    if path == "torch":
+        monkeypatch.setattr(stats_mod, "_center_rows", lambda: None)
+    strided = dtype == "strided"       # float32 batches that are transposed views (column-major)
+    x = (np.random.default_rng(3).random((300, 20)) * 200).astype(np.float32 if strided else dtype)
     st = FeatureStats()
     for i in range(0, 300, 128):
-        st.append(torch.from_numpy(x[i:i + 128]))
+        batch = torch.from_numpy(x[i:i + 128])
+        st.append(batch.T.contiguous().T if strided else batch)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(st.mean(), x64.mean(0), rtol=1e-13)
     ref = np.cov(x64, rowvar=False)

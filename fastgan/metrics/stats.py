@@ -106,9 +106,8 @@ class FeatureStats:
         if self._buf is None:
             self._buf = torch.empty(_BUFFER_ROWS, self.dim, dtype=torch.float64, device=self.device)
         fused = _center_rows() if self.device.type == "cpu" else None
-        if fused is not None and x.dtype not in (torch.float32, torch.float64):
-            x = x.double()
-        x = x.contiguous()
+        if fused is not None:   # the kernel reads contiguous float32/float64 rows; copy_ below takes any input
+            x = (x if x.dtype in (torch.float32, torch.float64) else x.double()).contiguous()
         i = 0
         while i < x.shape[0]:
             take = min(_BUFFER_ROWS - self._fill, x.shape[0] - i)
