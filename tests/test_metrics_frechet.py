@@ -6,8 +6,18 @@ import pytest
 import scipy.linalg
 import torch
 
+import fastgan.metrics.frechet as frechet_mod
 from fastgan.metrics import frechet_distance
 from fastgan.metrics.frechet import trace_sqrt_product
+
+# "torch-linalg": torch inputs through the torch.linalg algorithm that GPUs run (CPU tensors otherwise
+# take the LAPACK path), so that code is executed here too.
+BACKENDS = ["numpy", "torch", "torch-linalg"]
+
+
+def _use(backend, monkeypatch):
+    if backend == "torch-linalg":
+        monkeypatch.setattr(frechet_mod, "_trace_sqrt_torch", frechet_mod._trace_sqrt_linalg)
 
 
 def _reference(mu1, s1, mu2, s2):
@@ -25,8 +35,9 @@ def _spd(rng, d, cond):
 
 
 @pytest.mark.parametrize("cond", [10.0, 1e4, 1e8])
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_matches_scipy_on_spd_pairs(cond, backend):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_scipy_on_spd_pairs(cond, backend, monkeypatch):
+    _use(backend, monkeypatch)
     rng = np.random.default_rng(int(np.log10(cond)))
     d = 64
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
@@ -56,9 +67,11 @@ def test_identical_gaussians_give_zero():
     assert abs(frechet_distance(mu, s, mu, s)) < 1e-10 * np.trace(s)
 
 
-def test_singular_covariances_fewer_samples_than_dims():
+@pytest.mark.parametrize("torch_backend", BACKENDS[1:])
+def test_singular_covariances_fewer_samples_than_dims(torch_backend, monkeypatch):
     # Rank-deficient sample covariances (n < d): the eigh path is finite and equals the exact value
     # computed in the low-rank subspace, however scipy's sqrtm fares.
+    _use(torch_backend, monkeypatch)
     rng = np.random.default_rng(3)
     d, n = 96, 20
     x1 = rng.standard_normal((n, d))

@@ -74,6 +74,12 @@ def _trace_sqrt_numpy(s1: np.ndarray, s2: np.ndarray) -> float:
 def _trace_sqrt_torch(s1: torch.Tensor, s2: torch.Tensor) -> float:
     if s1.device.type == "cpu":     # torch exposes neither sygst nor sytrd: LAPACK directly is faster
         return _trace_sqrt_numpy(s1.detach().numpy(), s2.detach().numpy())
+    return _trace_sqrt_linalg(s1, s2)
+
+
+def _trace_sqrt_linalg(s1: torch.Tensor, s2: torch.Tensor) -> float:
+    """The same algorithm in ``torch.linalg`` on any device (cuSOLVER on CUDA); the congruence is two
+    matrix products, the eigenvalues come from ``eigvalsh``."""
     f, info = torch.linalg.cholesky_ex(s1)
     if int(info) != 0:
         w, v = torch.linalg.eigh(s1)
