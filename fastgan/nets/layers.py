@@ -3,110 +3,89 @@
 Parameter and buffer names, shapes and registration order follow the NVlabs StyleGAN2-ADA/StyleGAN3
 releases, so their state dicts load with ``strict=True``. Every op goes through :mod:`fastgan.ops`
 without ``impl=``, so ``with fastgan.backends.use(name):`` switches the backend of a whole network.
+The compute-dtype/memory-format policy lives in :mod:`fastgan.nets._policy` and is re-exported here.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
 import functools
 import inspect
-from typing import Any, Dict, Iterator, Optional, Sequence
+import math
+from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
 
-from .. import backends, ops
-from ..backends import host_cache
+from .. import ops
 from ..backends.activations import ACTIVATIONS
+from ._policy import activation_format, cpu_host_cache, layer_dtype, precision
 
-__all__ = ["records_init", "cpu_host_cache", "normalize_2nd_moment", "precision", "layer_dtype", "FullyConnectedLayer",
-           "Conv2dLayer", "MappingNetwork"]
-
-
-def cpu_host_cache(forward):
-    """Method decorator for a network's ``forward(self, x, ...)``: when ``x`` is a CPU tensor and the ops
-    resolve to the cpu backend, run it inside :func:`fastgan.backends.host_cache.scope` (large
-    temporaries reuse freed blocks instead of faulting in fresh pages). ``FASTGAN_HOST_CACHE=0`` opts out.
-    """
-    @functools.wraps(forward)
-    def wrapper(self, x, *args, **kwargs):
-        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and host_cache.wanted():
-            try:
-                on_cpu = backends.resolve(None, x, type(self).__name__) == "cpu"
-            except backends.BackendUnavailable:   # the ops will raise it with their own names
-                on_cpu = False
-            if on_cpu:
-                with host_cache.scope():
-                    return forward(self, x, *args, **kwargs)
-        return forward(self, x, *args, **kwargs)
-    return wrapper
+__all__ = ["records_init", "cpu_host_cache", "normalize_2nd_moment", "precision", "layer_dtype",
+           "activation_format", "activation_gain", "scaled_clamp", "fir_filter", "FullyConnectedLayer", "Conv2dLayer",
+           "MappingNetwork"]
 
 
-def records_init(cls):
+def records_init(cls: type) -> type:
     """Class decorator: store the constructor keyword arguments as ``self.init_kwargs`` (a deep copy).
 
     Positional arguments are converted to keywords, so ``type(net)(**net.init_kwargs)`` rebuilds the
     architecture; this is what :func:`fastgan.save_network` writes beside the weights.
     """
-    init = cls.__init__
-    sig = inspect.signature(init)
+    build = cls.__init__
+    params = list(inspect.signature(build).parameters.values())[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TypeError(f"records_init: {cls.__name__}.__init__ must not take *args")
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        bound = sig.bind(self, *args, **kwargs)
-        rec: Dict[str, Any] = {}
-        for name, value in list(bound.arguments.items())[1:]:
-            if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-                rec.update(value)
-            else:
-                rec[name] = value
-        init(self, *args, **kwargs)
-        self.init_kwargs = copy.deepcopy(rec)
+    @functools.wraps(build)
+    def init(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        # a decorated subclass runs after its decorated base, so the outermost class's call is kept
+        self.init_kwargs = copy.deepcopy({**dict(zip(positional, args)), **kwargs})
 
-    cls.__init__ = __init__
+    cls.__init__ = init
     return cls
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """``x / sqrt(mean(x**2, dim) + eps)``: project each row onto the sphere of radius sqrt(dim size)."""
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+    return x * x.square().mean(dim=dim, keepdim=True).add(eps).rsqrt()
 
 
-_compute_dtype: "contextvars.ContextVar[Optional[torch.dtype]]" = contextvars.ContextVar(
-    "fastgan_compute_dtype", default=None)
-
-_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@contextlib.contextmanager
-def precision(name: Optional[str]) -> Iterator[None]:
-    """Run every synthesis/discriminator layer called inside the block in one compute dtype.
-
-    ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only); ``None`` restores the NVlabs rule (layers marked by
-    ``num_fp16_res`` run in fp16 on CUDA, everything else and everything on CPU in fp32). Mapping
-    networks, w and the output images stay fp32; ``conv_clamp`` keeps low-precision activations bounded.
-    An explicit ``force_fp32=True`` still wins.
-    """
-    if name is not None and name not in _PRECISIONS:
-        raise ValueError(f"precision: expected one of {', '.join(_PRECISIONS)} or None, got {name!r}")
-    token = _compute_dtype.set(None if name is None else _PRECISIONS[name])
-    try:
-        yield
-    finally:
-        _compute_dtype.reset(token)
+def activation_gain(activation: str) -> float:
+    """The default gain of a :func:`fastgan.ops.bias_act` activation (sqrt(2) for lrelu, 1 for linear)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation].def_gain
 
 
-def layer_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    """Compute dtype of a layer: force_fp32, then the :func:`precision` scope, then the NVlabs rule."""
-    if force_fp32:
-        return torch.float32
-    scoped = _compute_dtype.get()
-    if scoped is not None:
-        if scoped == torch.float16 and device.type != "cuda":
-            raise ValueError("precision 'fp16' needs a CUDA device; use 'bf16' on CPU")
-        return scoped
-    return torch.float16 if use_fp16 and device.type == "cuda" else torch.float32
+def scaled_clamp(conv_clamp: Optional[float], gain: float) -> Optional[float]:
+    """The clamp limit of a layer called with ``gain`` (None: no clamping)."""
+    return None if conv_clamp is None else conv_clamp * gain
+
+
+def fir_filter(taps: Sequence[float]) -> torch.Tensor:
+    """``taps`` prepared by :func:`fastgan.ops.setup_filter` on the default device, so networks also build
+    under a ``torch.device`` context (e.g. ``'meta'``)."""
+    return ops.setup_filter(taps, device=torch.get_default_device())
+
+
+def _register(module: torch.nn.Module, name: str, value: Optional[torch.Tensor], trainable: bool) -> None:
+    """Register ``value`` as a parameter (trainable) or a buffer (frozen); None registers nothing visible."""
+    if not trainable:
+        module.register_buffer(name, value)
+    elif value is None:
+        module.register_parameter(name, None)
+    else:
+        module.register_parameter(name, torch.nn.Parameter(value))
+
+
+def _check_2d(t: Optional[torch.Tensor], name: str, dim: int) -> None:
+    """``t`` must be a [N, dim] tensor; anything (also None) is accepted when ``dim`` is 0."""
+    if dim == 0:
+        return
+    if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[1] != dim:
+        got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must have shape [N, {dim}], got {got}")
 
 
 class FullyConnectedLayer(torch.nn.Module):
@@ -117,31 +96,34 @@ class FullyConnectedLayer(torch.nn.Module):
         bias: learn a bias.
         activation: any :func:`fastgan.ops.bias_act` activation.
         lr_multiplier: learning-rate multiplier (weights are stored divided by it).
-        bias_init: initial bias (scalar or per-feature values).
+        bias_init: initial bias (scalar or per-feature values), stored as given: the effective initial
+            bias is ``bias_init * lr_multiplier`` (StyleGAN3 layers pass ``bias_init / lr_multiplier``).
         weight_init: scale of the initial N(0, 1) weights (0 gives zero weights, as SG3's input affine).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
                  lr_multiplier: float = 1, bias_init: Any = 0, weight_init: float = 1):
         super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"FullyConnectedLayer: in_features and out_features must be >= 1, got "
+                             f"{in_features} and {out_features}")
+        activation_gain(activation)
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
-        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) * (weight_init / lr_multiplier))
-        binit = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features])
-        self.bias = torch.nn.Parameter(torch.from_numpy(binit / lr_multiplier)) if bias else None
-        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) * weight_init / lr_multiplier)
+        initial = torch.as_tensor(bias_init, dtype=torch.float32).broadcast_to([out_features]).clone()
+        _register(self, "bias", initial if bias else None, trainable=True)
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = (self.weight * self.weight_gain).to(x.dtype)
         b = self.bias
         if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
+            b = (b * self.bias_gain if self.bias_gain != 1 else b).to(x.dtype)
+            if self.activation == "linear":
+                return torch.addmm(b.unsqueeze(0), x, w.t())
         return ops.bias_act(x.matmul(w.t()), b, act=self.activation)
 
     def extra_repr(self) -> str:
@@ -152,6 +134,7 @@ class Conv2dLayer(torch.nn.Module):
     """Convolution with equalised learning rate, FIR up/downsampling, bias, activation and clamp.
 
     ``forward(x, gain=1)``: [N, in, H, W] -> [N, out, H*up/down, W*up/down] (``padding = k // 2``).
+    ``trainable=False`` (frozen discriminator layers) stores ``weight`` and ``bias`` as buffers.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
@@ -165,27 +148,22 @@ class Conv2dLayer(torch.nn.Module):
         self.up = up
         self.down = down
         self.conv_clamp = conv_clamp
-        self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
         self.padding = kernel_size // 2
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
-        self.act_gain = ACTIVATIONS[activation].def_gain
-        mf = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=mf)
-        b = torch.zeros([out_channels]) if bias else None
-        if trainable:
-            self.weight = torch.nn.Parameter(weight)
-            self.bias = torch.nn.Parameter(b) if b is not None else None
-        else:
-            self.register_buffer("weight", weight)
-            self.register_buffer("bias", b)
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.act_gain = activation_gain(activation)
+        self.register_buffer("resample_filter", fir_filter(resample_filter))
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        kernel = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=layout)
+        _register(self, "weight", kernel, trainable)
+        _register(self, "bias", torch.zeros([out_channels]) if bias else None, trainable)
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = ops.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
-                                padding=self.padding, flip_weight=(self.up == 1))
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        kernel = (self.weight * self.weight_gain).to(x.dtype)
+        y = ops.conv2d_resample(x, kernel, self.resample_filter, up=self.up, down=self.down, padding=self.padding,
+                                flip_weight=self.up == 1)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return ops.bias_act(y, b, act=self.activation, gain=self.act_gain * gain,
+                            clamp=scaled_clamp(self.conv_clamp, gain))
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, activation={self.activation}, "
@@ -215,59 +193,61 @@ class MappingNetwork(torch.nn.Module):
                  embed_features: Optional[int] = None, layer_features: Optional[int] = None,
                  activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
         super().__init__()
+        if z_dim == 0 and c_dim == 0:
+            raise ValueError("MappingNetwork: needs a latent or a label (z_dim > 0 or c_dim > 0)")
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.w_dim = w_dim
         self.num_ws = num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
-        if embed_features is None:
-            embed_features = w_dim
-        if c_dim == 0:
-            embed_features = 0
-        if layer_features is None:
-            layer_features = w_dim
-        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-        if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
-        for idx in range(num_layers):
-            self.add_module(f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation=activation,
-                                                            lr_multiplier=lr_multiplier))
-        if num_ws is not None and w_avg_beta is not None:
-            self.register_buffer("w_avg", torch.zeros([w_dim]))
+        label_width = (w_dim if embed_features is None else embed_features) if c_dim > 0 else 0
+        hidden = w_dim if layer_features is None else layer_features
+        widths = [z_dim + label_width] + [hidden] * (num_layers - 1) + [w_dim]
+        self.embed = FullyConnectedLayer(c_dim, label_width) if c_dim > 0 else None
+        for i in range(num_layers):
+            setattr(self, f"fc{i}", FullyConnectedLayer(widths[i], widths[i + 1], activation=activation,
+                                                        lr_multiplier=lr_multiplier))
+        tracked = num_ws is not None and w_avg_beta is not None
+        self.register_buffer("w_avg", torch.zeros([w_dim]) if tracked else None)
+
+    def _embed_inputs(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if self.z_dim > 0:
+            parts.append(normalize_2nd_moment(z.to(torch.float32)))
+        if self.c_dim > 0:
+            parts.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    @torch.no_grad()
+    def _track_w_avg(self, w: torch.Tensor) -> None:
+        """w_avg <- beta * w_avg + (1 - beta) * batch mean of w."""
+        self.w_avg.lerp_(w.mean(dim=0), 1 - self.w_avg_beta)
+
+    def _truncate(self, x: torch.Tensor, psi: float, cutoff: Optional[int]) -> torch.Tensor:
+        if self.w_avg is None:
+            raise ValueError("MappingNetwork: truncation_psi != 1 needs w_avg (num_ws and w_avg_beta not None)")
+        if self.num_ws is None or cutoff is None:
+            return self.w_avg.lerp(x, psi)
+        return torch.cat([self.w_avg.lerp(x[:, :cutoff], psi), x[:, cutoff:]], dim=1)
 
     def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor], truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
-        x = None
-        if self.z_dim > 0:
-            _check_2d(z, "z", self.z_dim)
-            x = normalize_2nd_moment(z.to(torch.float32))
-        if self.c_dim > 0:
-            _check_2d(c, "c", self.c_dim)
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
-        for idx in range(self.num_layers):
-            x = getattr(self, f"fc{idx}")(x)
-        if update_emas and self.w_avg_beta is not None:
-            with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        _check_2d(z, "z", self.z_dim)
+        _check_2d(c, "c", self.c_dim)
+        if self.z_dim > 0 and self.c_dim > 0 and z.shape[0] != c.shape[0]:
+            raise ValueError(f"MappingNetwork: z and c must have the same batch size, got {z.shape[0]} and "
+                             f"{c.shape[0]}")
+        x = self._embed_inputs(z, c)
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        if update_emas and self.w_avg is not None:
+            self._track_w_avg(x.detach())
         if self.num_ws is not None:
-            x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+            x = x.unsqueeze(1).expand(-1, self.num_ws, -1).contiguous()
         if truncation_psi != 1:
-            if self.w_avg_beta is None or self.num_ws is None:
-                raise ValueError("MappingNetwork: truncation needs w_avg tracking (w_avg_beta) and num_ws")
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+            x = self._truncate(x, truncation_psi, truncation_cutoff)
         return x
 
     def extra_repr(self) -> str:
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
-
-
-def _check_2d(t: Optional[torch.Tensor], name: str, dim: int) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"MappingNetwork: {name} must be a tensor [N, {dim}], got {type(t).__name__}")
-    if t.ndim != 2 or t.shape[1] != dim:
-        raise ValueError(f"MappingNetwork: {name} must have shape [N, {dim}], got {list(t.shape)}")

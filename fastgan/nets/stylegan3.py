@@ -3,21 +3,32 @@
 Constructor keyword arguments, the layer schedule (cutoffs, stopbands, sampling rates, margins), layer
 names (``synthesis.L0_36_512`` ...), buffers and call signatures match the NVlabs StyleGAN3 release,
 so its weights load with ``strict=True``.
+
+The schedule is the pure table of :mod:`fastgan.nets.sg3_schedule`, the filters come from
+:mod:`fastgan.nets.filter_design`, and every op goes through :mod:`fastgan.ops` without ``impl=``, so
+``with fastgan.backends.use(name):`` switches the whole network.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+import math
+from typing import Any, Dict, Optional, Sequence, Union
 
-import numpy as np
 import torch
 
 from .. import ops
-from .layers import FullyConnectedLayer, cpu_host_cache, layer_dtype, records_init
-from .layers import MappingNetwork as _MappingNetwork
-from .stylegan2 import _check_ws, _GeneratorBase
+from .filter_design import design_lowpass_filter
+from .layers import FullyConnectedLayer, MappingNetwork as _MappingNetwork, cpu_host_cache, layer_dtype, records_init
+from .sg3_schedule import as_size, layer_resampling, synthesis_schedule
+from .stylegan2 import _GeneratorBase, _check_ws
 
 __all__ = ["Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisInput", "SynthesisLayer",
            "design_lowpass_filter"]
+
+# SynthesisLayer keywords a SynthesisNetwork (and so a Generator) hands to every layer; the first four
+# also shape the schedule (taps, padding, radial filters).
+_GEOMETRY_KWARGS = ("conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters")
+_LAYER_KWARGS = _GEOMETRY_KWARGS + ("conv_clamp", "magnitude_ema_beta")
+_FORWARD_KWARGS = ("noise_mode", "force_fp32", "update_emas")
 
 
 class MappingNetwork(_MappingNetwork):
@@ -25,94 +36,79 @@ class MappingNetwork(_MappingNetwork):
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
                  lr_multiplier: float = 0.01, w_avg_beta: float = 0.998):
+        if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
+            raise ValueError(f"MappingNetwork: StyleGAN3 needs a latent, z_dim must be an int >= 1, got {z_dim!r}")
+        if w_avg_beta is None:
+            raise ValueError("MappingNetwork: StyleGAN3 always tracks w_avg, w_avg_beta must be a float")
         super().__init__(z_dim, c_dim, w_dim, num_ws, num_layers=num_layers, lr_multiplier=lr_multiplier,
                          w_avg_beta=w_avg_beta)
-
-
-def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
-                          radial: bool = False) -> Optional[torch.Tensor]:
-    """Kaiser-windowed low-pass FIR taps (float32): separable [numtaps], or a 2-D radial (jinc) filter.
-
-    Returns None for a single tap (identity).
-    """
-    import scipy.signal
-    import scipy.special
-
-    if numtaps < 1:
-        raise ValueError(f"design_lowpass_filter: numtaps must be >= 1, got {numtaps}")
-    if numtaps == 1:
-        return None
-    if not radial:
-        return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs),
-                               dtype=torch.float32)
-    t = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    r = np.hypot(*np.meshgrid(t, t))
-    f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    win = np.kaiser(numtaps, beta)
-    f = f * np.outer(win, win)
-    return torch.as_tensor(f / np.sum(f), dtype=torch.float32)
 
 
 class SynthesisInput(torch.nn.Module):
     """Fourier features [N, channels, size, size] whose rotation/translation follow w (via ``affine``).
 
-    ``transform`` (a 3x3 buffer, identity by default) applies a user transform on top of it.
-    """
+    ``transform`` (a 3x3 buffer, identity by default) applies a user transform on top of it."""
 
     def __init__(self, w_dim: int, channels: int, size: Union[int, Sequence[int]], sampling_rate: float,
                  bandwidth: float):
         super().__init__()
         self.w_dim = w_dim
         self.channels = channels
-        self.size = np.broadcast_to(np.asarray(size), [2])
+        self.size = as_size(size, "SynthesisInput: size")
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
-        freqs = torch.randn([channels, 2])
-        radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
-        freqs /= radii * radii.square().exp().pow(0.25)
-        freqs *= bandwidth
-        phases = torch.rand([channels]) - 0.5
-        self.weight = torch.nn.Parameter(torch.randn([channels, channels]))
+        if not 0 < bandwidth <= sampling_rate / 2:
+            raise ValueError(f"SynthesisInput: bandwidth must lie in (0, sampling_rate/2], got {bandwidth} "
+                             f"at sampling_rate {sampling_rate}")
+        # Frequencies uniform over the disc of radius `bandwidth`: a Gaussian direction, its radius r mapped
+        # to exp(-r^2/4) (whose square is uniform on [0, 1]); phases uniform on [-1/2, 1/2).
+        directions = torch.randn(channels, 2)
+        radii = directions.norm(dim=1, keepdim=True)
+        disc = directions / (radii * radii.square().div(4).exp()) * float(bandwidth)
+        offsets = torch.rand(channels) - 0.5
+        self.weight = torch.nn.Parameter(torch.randn(channels, channels))
         self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0])
-        self.register_buffer("transform", torch.eye(3, 3))
-        self.register_buffer("freqs", freqs)
-        self.register_buffer("phases", phases)
+        self.register_buffer("transform", torch.eye(3))
+        self.register_buffer("freqs", disc)
+        self.register_buffer("phases", offsets)
+
+    def _sample_transform(self, w: torch.Tensor) -> torch.Tensor:
+        """[N, 3, 3]: the learned rotation (about the origin) after the learned translation, then ``transform``."""
+        p = self.affine(w)
+        p = p / p[:, :2].norm(dim=1, keepdim=True)
+        cos, sin, tx, ty = p.unbind(1)
+        zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+        rotate = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], dim=1).view(-1, 3, 3)
+        shift = torch.stack([one, zero, -tx, zero, one, -ty, zero, zero, one], dim=1).view(-1, 3, 3)
+        return rotate @ shift @ self.transform.unsqueeze(0)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        n = w.shape[0]
-        transforms = self.transform.unsqueeze(0)
-        freqs = self.freqs.unsqueeze(0)
-        phases = self.phases.unsqueeze(0)
-        t = self.affine(w)
-        t = t / t[:, :2].norm(dim=1, keepdim=True)
-        m_r = torch.eye(3, device=w.device).unsqueeze(0).repeat([n, 1, 1])
-        m_r[:, 0, 0] = t[:, 0]
-        m_r[:, 0, 1] = -t[:, 1]
-        m_r[:, 1, 0] = t[:, 1]
-        m_r[:, 1, 1] = t[:, 0]
-        m_t = torch.eye(3, device=w.device).unsqueeze(0).repeat([n, 1, 1])
-        m_t[:, 0, 2] = -t[:, 2]
-        m_t[:, 1, 2] = -t[:, 3]
-        transforms = m_r @ m_t @ transforms
-        phases = phases + (freqs @ transforms[:, :2, 2:]).squeeze(2)
-        freqs = freqs @ transforms[:, :2, :2]
-        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
-        theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = 0.5 * self.size[0] / self.sampling_rate
-        theta[1, 1] = 0.5 * self.size[1] / self.sampling_rate
-        grids = torch.nn.functional.affine_grid(theta.unsqueeze(0), [1, 1, int(self.size[1]), int(self.size[0])],
-                                                align_corners=False)
-        x = (grids.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)
-        x = x + phases.unsqueeze(1).unsqueeze(2)
-        x = torch.sin(x * (np.pi * 2))
-        x = x * amplitudes.unsqueeze(1).unsqueeze(2)
-        x = x @ (self.weight / np.sqrt(self.channels)).t()
-        return x.permute(0, 3, 1, 2)
+        if w.ndim != 2 or w.shape[1] != self.w_dim:
+            raise ValueError(f"SynthesisInput: w must have shape [N, {self.w_dim}], got {list(w.shape)}")
+        m = self._sample_transform(w.float())
+        # The signal sin(2 pi (f . q + phase)) evaluated at q = A p + b is one with frequencies f A and
+        # phases phase + f . b: transform the per-channel frequencies instead of the sampling grid.
+        freqs = self.freqs.unsqueeze(0) @ m[:, :2, :2]                               # [N, C, 2]
+        phases = self.phases + (self.freqs.unsqueeze(0) @ m[:, :2, 2:]).squeeze(2)    # [N, C]
+        # Channels whose transformed frequency leaves the band fade out linearly, vanishing at Nyquist.
+        rolloff = float(self.sampling_rate) / 2 - float(self.bandwidth)
+        amplitude = (1 - (freqs.norm(dim=2) - float(self.bandwidth)) / rolloff).clamp(0, 1)
+
+        width, height = (int(v) for v in self.size)
+        rate = float(self.sampling_rate)
+        dev = w.device
+        gx = (torch.arange(width, device=dev, dtype=torch.float32) + (0.5 - width / 2)) / rate
+        gy = (torch.arange(height, device=dev, dtype=torch.float32) + (0.5 - height / 2)) / rate
+        angle = (gx.view(1, 1, width, 1) * freqs[:, None, None, :, 0]
+                 + gy.view(1, height, 1, 1) * freqs[:, None, None, :, 1]
+                 + phases[:, None, None, :])                                          # [N, H, W, C]
+        features = torch.sin(angle * (2 * math.pi)) * amplitude[:, None, None, :]
+        mixed = features @ (self.weight / math.sqrt(self.channels)).t()
+        return mixed.permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
-        return (f"w_dim={self.w_dim}, channels={self.channels}, size={list(self.size)}, "
-                f"sampling_rate={self.sampling_rate:g}, bandwidth={self.bandwidth:g}")
+        return (f"w_dim={self.w_dim}, channels={self.channels}, size={self.size.tolist()}, "
+                f"sampling_rate={float(self.sampling_rate):g}, bandwidth={float(self.bandwidth):g}")
 
 
 class SynthesisLayer(torch.nn.Module):
@@ -125,95 +121,110 @@ class SynthesisLayer(torch.nn.Module):
                  lrelu_upsampling: int = 2, use_radial_filters: bool = False, conv_clamp: Optional[float] = 256,
                  magnitude_ema_beta: float = 0.999):
         super().__init__()
+        if conv_clamp is not None and not conv_clamp >= 0:
+            raise ValueError(f"SynthesisLayer: conv_clamp must be None or >= 0, got {conv_clamp!r}")
+        if not 0 <= magnitude_ema_beta <= 1:
+            raise ValueError(f"SynthesisLayer: magnitude_ema_beta must lie in [0, 1], got {magnitude_ema_beta!r}")
+        geo = layer_resampling(is_torgb, is_critically_sampled, in_size, out_size, in_sampling_rate,
+                               out_sampling_rate, conv_kernel=conv_kernel, filter_size=filter_size,
+                               lrelu_upsampling=lrelu_upsampling, use_radial_filters=use_radial_filters)
         self.w_dim = w_dim
         self.is_torgb = is_torgb
         self.is_critically_sampled = is_critically_sampled
         self.use_fp16 = use_fp16
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.in_size = np.broadcast_to(np.asarray(in_size), [2])
-        self.out_size = np.broadcast_to(np.asarray(out_size), [2])
+        self.in_size = as_size(in_size, "SynthesisLayer: in_size")
+        self.out_size = as_size(out_size, "SynthesisLayer: out_size")
         self.in_sampling_rate = in_sampling_rate
         self.out_sampling_rate = out_sampling_rate
-        self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * (1 if is_torgb else lrelu_upsampling)
         self.in_cutoff = in_cutoff
         self.out_cutoff = out_cutoff
         self.in_half_width = in_half_width
         self.out_half_width = out_half_width
-        self.conv_kernel = 1 if is_torgb else conv_kernel
+        self.conv_kernel = geo.conv_kernel
+        self.filter_size = filter_size
+        self.lrelu_upsampling = lrelu_upsampling
+        self.use_radial_filters = use_radial_filters
         self.conv_clamp = conv_clamp
         self.magnitude_ema_beta = magnitude_ema_beta
+        self.tmp_sampling_rate = geo.tmp_sampling_rate
+        self.up_factor, self.up_taps = geo.up_factor, geo.up_taps
+        self.down_factor, self.down_taps = geo.down_factor, geo.down_taps
+        self.down_radial = geo.down_radial
+        self.padding = list(geo.padding)
 
+        k = self.conv_kernel
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, self.conv_kernel, self.conv_kernel]))
-        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
-        self.register_buffer("magnitude_ema", torch.ones([]))
-
-        self.up_factor = int(np.rint(self.tmp_sampling_rate / in_sampling_rate))
-        if in_sampling_rate * self.up_factor != self.tmp_sampling_rate:
-            raise ValueError("SynthesisLayer: the sampling rates must be integer multiples of each other")
-        self.up_taps = filter_size * self.up_factor if self.up_factor > 1 and not is_torgb else 1
+        self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, k, k))
+        self.bias = torch.nn.Parameter(torch.zeros(out_channels))
+        self.register_buffer("magnitude_ema", torch.tensor(1.0))
+        fs = self.tmp_sampling_rate
         self.register_buffer("up_filter", design_lowpass_filter(
-            numtaps=self.up_taps, cutoff=in_cutoff, width=in_half_width * 2, fs=self.tmp_sampling_rate))
-        self.down_factor = int(np.rint(self.tmp_sampling_rate / out_sampling_rate))
-        if out_sampling_rate * self.down_factor != self.tmp_sampling_rate:
-            raise ValueError("SynthesisLayer: the sampling rates must be integer multiples of each other")
-        self.down_taps = filter_size * self.down_factor if self.down_factor > 1 and not is_torgb else 1
-        self.down_radial = use_radial_filters and not is_critically_sampled
+            self.up_taps, in_cutoff, 2 * in_half_width, fs))
         self.register_buffer("down_filter", design_lowpass_filter(
-            numtaps=self.down_taps, cutoff=out_cutoff, width=out_half_width * 2, fs=self.tmp_sampling_rate,
-            radial=self.down_radial))
-
-        pad_total = (self.out_size - 1) * self.down_factor + 1
-        pad_total -= (self.in_size + self.conv_kernel - 1) * self.up_factor
-        pad_total += self.up_taps + self.down_taps - 2
-        pad_lo = (pad_total + self.up_factor) // 2
-        pad_hi = pad_total - pad_lo
-        self.padding = [int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])]
+            self.down_taps, out_cutoff, 2 * out_half_width, fs, radial=self.down_radial))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
                 update_emas: bool = False) -> torch.Tensor:
-        if noise_mode not in ("random", "const", "none"):
-            raise ValueError(f"SynthesisLayer: noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        if update_emas:
-            with torch.no_grad():
-                cur = x.detach().to(torch.float32).square().mean()
-                self.magnitude_ema.copy_(cur.lerp(self.magnitude_ema, self.magnitude_ema_beta))
-        input_gain = self.magnitude_ema.rsqrt()
-        styles = self.affine(w)
-        if self.is_torgb:
-            styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
+        """x [N, in_channels, in_h, in_w], w [N, w_dim] -> [N, out_channels, out_h, out_w].
+
+        ``noise_mode`` is accepted for NVlabs call compatibility and ignored (StyleGAN3 has no noise)."""
+        expect = (self.in_channels, int(self.in_size[1]), int(self.in_size[0]))
+        if x.ndim != 4 or tuple(x.shape[1:]) != expect:
+            raise ValueError(f"SynthesisLayer: x must have shape [N, {', '.join(map(str, expect))}], "
+                             f"got {list(x.shape)}")
+        if update_emas:   # fold this batch's mean power into the EMA first: the gain below reads it
+            power = x.detach().float().square().mean()
+            self.magnitude_ema.copy_(power + self.magnitude_ema_beta * (self.magnitude_ema.detach() - power))
+        demodulate = not self.is_torgb
+        mod = self.affine(w)
+        if not demodulate:   # ToRGB: the equalised-learning-rate gain of its 1x1 weight goes on the styles
+            mod = mod / math.sqrt(self.in_channels * self.conv_kernel ** 2)
         dtype = layer_dtype(self.use_fp16, force_fp32, x.device)
-        x = ops.modulated_conv2d_sg3(x.to(dtype), self.weight, styles, demodulate=not self.is_torgb,
-                                     padding=self.conv_kernel - 1, input_gain=input_gain)
-        gain = 1 if self.is_torgb else np.sqrt(2)
-        slope = 1 if self.is_torgb else 0.2
-        return ops.filtered_lrelu(x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype),
+        y = ops.modulated_conv2d_sg3(x.to(dtype), self.weight, mod, demodulate=demodulate,
+                                     padding=self.conv_kernel - 1, input_gain=self.magnitude_ema.rsqrt())
+        gain, slope = (1.0, 1.0) if self.is_torgb else (math.sqrt(2), 0.2)
+        return ops.filtered_lrelu(y, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(dtype),
                                   up=self.up_factor, down=self.down_factor, padding=self.padding, gain=gain,
                                   slope=slope, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
-        return (f"w_dim={self.w_dim}, is_torgb={self.is_torgb}, is_critically_sampled={self.is_critically_sampled}, "
-                f"in_channels={self.in_channels}, out_channels={self.out_channels}, in_size={list(self.in_size)}, "
-                f"out_size={list(self.out_size)}, in_sampling_rate={self.in_sampling_rate:g}, "
-                f"out_sampling_rate={self.out_sampling_rate:g}, up={self.up_factor}, down={self.down_factor}")
+        kind = "torgb" if self.is_torgb else ("critical" if self.is_critically_sampled else "layer")
+        return (f"{kind}, w_dim={self.w_dim}, use_fp16={self.use_fp16}, "
+                f"channels={self.in_channels}->{self.out_channels}, size={self.in_size.tolist()}->"
+                f"{self.out_size.tolist()}, sampling_rate={self.in_sampling_rate:g}->{self.out_sampling_rate:g}, "
+                f"cutoff={float(self.in_cutoff):g}->{float(self.out_cutoff):g}, half_width="
+                f"{float(self.in_half_width):g}->{float(self.out_half_width):g}, tmp_sampling_rate="
+                f"{self.tmp_sampling_rate:g}, up={self.up_factor}, down={self.down_factor}, padding={self.padding}")
 
 
-@records_init
+def _check_forward_kwargs(kwargs: Dict[str, Any], who: str) -> None:
+    if "fused_modconv" in kwargs:
+        raise TypeError(f"{who}: fused_modconv is a StyleGAN2 option; the StyleGAN3 modulated convolution "
+                        f"has a single (grouped) formulation, so do not pass it")
+    unknown = sorted(set(kwargs) - set(_FORWARD_KWARGS))
+    if unknown:
+        raise TypeError(f"{who}: unexpected keyword argument(s) {unknown}; accepted: {list(_FORWARD_KWARGS)}")
+
+
 class SynthesisNetwork(torch.nn.Module):
     """ws [N, num_layers + 2, w_dim] -> images [N, img_channels, R, R] (fp32).
 
     The schedule: cutoffs grow geometrically from ``first_cutoff`` to R/2 over the first
     ``num_layers - num_critical`` layers; stopbands likewise from ``first_stopband`` to
     ``R/2 * last_stopband_rel``; sampling rates are the next power of two of twice the stopband (at most R);
-    feature maps carry ``margin_size`` extra pixels on each side except in the last two layers.
-    """
+    feature maps carry ``margin_size`` extra pixels on each side except in the last two layers."""
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, num_layers: int = 14, num_critical: int = 2, first_cutoff: float = 2,
                  first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3, margin_size: int = 10,
                  output_scale: float = 0.25, num_fp16_res: int = 4, **layer_kwargs: Any):
         super().__init__()
+        unknown = sorted(set(layer_kwargs) - set(_LAYER_KWARGS))
+        if unknown:
+            raise TypeError(f"SynthesisNetwork: unexpected keyword argument(s) {unknown}; layer keywords are "
+                            f"{list(_LAYER_KWARGS)}")
         self.w_dim = w_dim
         self.num_ws = num_layers + 2
         self.img_resolution = img_resolution
@@ -223,50 +234,33 @@ class SynthesisNetwork(torch.nn.Module):
         self.margin_size = margin_size
         self.output_scale = output_scale
         self.num_fp16_res = num_fp16_res
-
-        last_cutoff = img_resolution / 2
-        last_stopband = last_cutoff * last_stopband_rel
-        exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-        cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
-        stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
-        sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
-        half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
-        sizes = sampling_rates + margin_size * 2
-        sizes[-2:] = img_resolution
-        channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-        channels[-1] = img_channels
-
-        self.input = SynthesisInput(w_dim=w_dim, channels=int(channels[0]), size=int(sizes[0]),
-                                    sampling_rate=sampling_rates[0], bandwidth=cutoffs[0])
-        self.layer_names: List[str] = []
-        for idx in range(num_layers + 1):
-            prev = max(idx - 1, 0)
-            layer = SynthesisLayer(
-                w_dim=w_dim, is_torgb=(idx == num_layers), is_critically_sampled=(idx >= num_layers - num_critical),
-                use_fp16=bool(sampling_rates[idx] * (2 ** num_fp16_res) > img_resolution),
-                in_channels=int(channels[prev]), out_channels=int(channels[idx]),
-                in_size=int(sizes[prev]), out_size=int(sizes[idx]),
-                in_sampling_rate=int(sampling_rates[prev]), out_sampling_rate=int(sampling_rates[idx]),
-                in_cutoff=cutoffs[prev], out_cutoff=cutoffs[idx],
-                in_half_width=half_widths[prev], out_half_width=half_widths[idx], **layer_kwargs)
-            name = f"L{idx}_{layer.out_size[0]}_{layer.out_channels}"
-            setattr(self, name, layer)
-            self.layer_names.append(name)
+        table = synthesis_schedule(
+            img_resolution, img_channels, channel_base=channel_base, channel_max=channel_max, num_layers=num_layers,
+            num_critical=num_critical, first_cutoff=first_cutoff, first_stopband=first_stopband,
+            last_stopband_rel=last_stopband_rel, margin_size=margin_size, num_fp16_res=num_fp16_res,
+            **{k: layer_kwargs[k] for k in _GEOMETRY_KWARGS if k in layer_kwargs})
+        head = table.input
+        self.input = SynthesisInput(w_dim, head.channels, head.size, head.sampling_rate, head.bandwidth)
+        self.layer_names = table.names
+        for row in table.layers:
+            setattr(self, row.name, SynthesisLayer(w_dim=w_dim, **row.layer_kwargs(), **layer_kwargs))
 
     @cpu_host_cache
     def forward(self, ws: torch.Tensor, **layer_kwargs: Any) -> torch.Tensor:
+        """ws [N, num_ws, w_dim]; keywords ``noise_mode`` (ignored), ``force_fp32``, ``update_emas``."""
+        _check_forward_kwargs(layer_kwargs, "SynthesisNetwork")
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")
-        layer_kwargs.pop("fused_modconv", None)  # accepted for SG2 compatibility; SG3 always fuses
-        ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
-        for name, w in zip(self.layer_names, ws[1:]):
-            x = getattr(self, name)(x, w, **layer_kwargs)
-        if self.output_scale != 1:
-            x = x * self.output_scale
-        return x.to(torch.float32)
+        first, *rest = ws.float().unbind(dim=1)
+        x = self.input(first)
+        for layer, w in zip(map(self.get_submodule, self.layer_names), rest):
+            x = layer(x, w, **layer_kwargs)
+        scaled = x if self.output_scale == 1 else x.mul(self.output_scale)
+        return scaled.float()
 
     def extra_repr(self) -> str:
-        return f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
+        return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
+                f"img_channels={self.img_channels}, num_layers={self.num_layers}, num_critical={self.num_critical}, "
+                f"margin_size={self.margin_size}, num_fp16_res={self.num_fp16_res}")
 
 
 @records_init
@@ -276,11 +270,10 @@ class Generator(_GeneratorBase):
 
     Keyword arguments other than mapping_kwargs go to :class:`SynthesisNetwork` and its layers
     (channel_base, channel_max, num_fp16_res, conv_clamp, conv_kernel, use_radial_filters,
-    magnitude_ema_beta, ...). ``G.synthesis.input.transform`` sets a user rotation/translation.
-    """
+    magnitude_ema_beta, ...). ``G.synthesis.input.transform`` sets a user rotation/translation."""
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[Dict[str, Any]] = None, **synthesis_kwargs: Any):
         super().__init__()
-        self._build(SynthesisNetwork, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs or {},
+        self._build(SynthesisNetwork, z_dim, c_dim, w_dim, img_resolution, img_channels, dict(mapping_kwargs or {}),
                     synthesis_kwargs, mapping_cls=MappingNetwork)
