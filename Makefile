@@ -26,7 +26,7 @@ $(PY):
 $(STAMP): $(PY) $(SOURCES)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q "setuptools>=70.1" wheel ninja
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,triton]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,demo,triton]"
 	touch $(STAMP)
 
 clean:

@@ -7,7 +7,7 @@ import sys
 from typing import List, Optional
 
 # Subcommand modules under fastgan.cli; each registers its parser and sets ``func(args) -> int``.
-COMMANDS = ["info", "bench", "metrics", "fid", "generate", "mix", "interpolate", "convert"]
+COMMANDS = ["info", "bench", "metrics", "fid", "generate", "mix", "interpolate", "convert", "dataset"]
 
 
 def build_parser() -> argparse.ArgumentParser:
