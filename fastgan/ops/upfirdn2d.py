@@ -34,25 +34,26 @@ def setup_filter(f: FilterLike, device: Union[str, torch.device] = torch.device(
     Returns:
         float32 tensor [ft] (separable) or [fh, fw] on ``device``.
     """
-    f = torch.as_tensor(1.0 if f is None else f, dtype=torch.float32)
-    if f.ndim > 2:
-        raise ValueError(f"setup_filter: f must be a scalar, 1-D or 2-D, got shape {list(f.shape)}")
-    if f.numel() == 0:
-        raise ValueError("setup_filter: f must have at least one tap")
-    if f.ndim == 0:
-        f = f.reshape(1)
+    op = "setup_filter"
+    taps = torch.as_tensor(1.0 if f is None else f, dtype=torch.float32)
+    if taps.ndim == 0:
+        taps = taps.reshape(1)
+    if taps.ndim > 2:
+        raise ValueError(f"{op}: f must be None, a scalar, 1-D or 2-D, got shape {list(taps.shape)}")
+    if taps.numel() == 0:
+        raise ValueError(f"{op}: f must have at least one tap, got shape {list(taps.shape)}")
     if separable is None:
-        separable = f.ndim == 1 and f.numel() >= 8
-    if f.ndim == 1 and not separable:
-        f = torch.outer(f, f)
-    if f.ndim != (1 if separable else 2):
-        raise ValueError(f"setup_filter: separable=True needs 1-D taps, got shape {list(f.shape)}")
+        separable = taps.ndim == 1 and taps.numel() >= 8
+    if separable and taps.ndim != 1:
+        raise ValueError(f"{op}: separable=True needs 1-D taps, got shape {list(taps.shape)}")
+    if taps.ndim == 1 and not separable:
+        taps = torch.outer(taps, taps)
     if normalize:
-        f = f / f.sum()
+        taps = taps / taps.sum()
     if flip_filter:
-        f = f.flip(list(range(f.ndim)))
-    f = f * (gain ** (f.ndim / 2))
-    return f.to(device=device)
+        taps = taps.flip(list(range(taps.ndim)))
+    taps = taps * (gain ** (taps.ndim / 2))
+    return taps.to(device=device)
 
 
 def _out_size(size: Tuple[int, int], up: Tuple[int, int], down: Tuple[int, int], pad: Tuple[int, int, int, int],
