@@ -27,13 +27,14 @@ def add_network_args(p, sampling: bool = True) -> None:
 
 
 def load(args) -> torch.nn.Module:
-    """The network named by ``--network/--key`` on ``--device``; loader errors become ValueErrors."""
+    """The network named by ``--network/--key`` on ``--device``; loader errors (which name the file) become
+    ValueErrors."""
     from ..serialize import UnsafePickleError, load_network
 
     try:
         return load_network(args.network, key=args.key, device=args.device)
     except (UnsafePickleError, KeyError) as e:
-        raise ValueError(f"{args.network}: {e.args[0] if e.args else e}") from None
+        raise ValueError(e.args[0] if e.args else str(e)) from None
 
 
 @contextlib.contextmanager

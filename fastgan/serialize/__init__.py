@@ -7,14 +7,18 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from .format import load_safetensors_network, network_config, save_network
-from .nvlabs import load_pickle_network, network_from_record, read_pickle
-from .safe_pickle import PersistentRecord, UnsafePickleError, safe_load
+from .nvlabs import network_from_record
+from .safe_pickle import PersistentRecord, TFNetworkRecord, UnsafePickleError, safe_load
+from .snapshot import (NETWORK_KEYS, AugmentPipeInfo, Snapshot, augment_pipe_info, build_network, load_snapshot,
+                       read_pickle)
 
-__all__ = ["load_network", "save_network", "network_config", "read_pickle", "network_from_record", "safe_load",
-           "PersistentRecord", "UnsafePickleError"]
+__all__ = ["load_network", "load_snapshot", "save_network", "network_config", "read_pickle", "build_network",
+           "network_from_record", "augment_pipe_info", "safe_load", "file_kind", "Snapshot", "AugmentPipeInfo",
+           "PersistentRecord", "TFNetworkRecord", "UnsafePickleError"]
 
 
-def _kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
+    """'pickle' or 'safetensors', from the suffix and the first bytes; ValueError for anything else."""
     if path.suffix in (".safetensors", ".json"):
         return "safetensors"
     with open(path, "rb") as fh:
@@ -29,32 +33,51 @@ def _kind(path: Path) -> str:
     raise ValueError(f"{path}: neither a network pickle nor a fastgan .safetensors file")
 
 
+_kind = file_kind  # the name fastgan.nets.summary.describe_file imports
+
+
+def _existing(path: Union[str, Path]) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such network file: {path}")
+    return path
+
+
 def load_network(path: Union[str, Path], key: Optional[str] = "G_ema",
                  device: Union[str, torch.device, None] = None) -> Union[torch.nn.Module, Dict[str, Any]]:
     """Load a network without executing anything stored in the file.
 
     Args:
-        path: an NVlabs ``.pkl`` snapshot (read by a restricted unpickler; the embedded source is never
-            run) or a fastgan ``.safetensors`` file (with its JSON config).
-        key: which network of a pickle: ``'G_ema'`` (default), ``'G'`` or ``'D'``; None returns the whole
-            snapshot as a dict (networks built, other entries as plain data). Ignored for safetensors
-            files, which hold one network.
-        device: move the network there (default: stay on the CPU).
+        path: an NVlabs ``.pkl`` (a PyTorch training snapshot or released network, or a StyleGAN2
+            TensorFlow ``(G, D, Gs)`` pickle; read by a restricted unpickler, embedded source never run)
+            or a fastgan ``.safetensors`` file (with its JSON config).
+        key: which network of a pickle: ``'G_ema'`` (default; Gs of a TF pickle), ``'G'`` or ``'D'``;
+            None returns :meth:`load_snapshot(path).as_dict() <Snapshot.as_dict>`. Ignored for
+            safetensors files, which hold one network.
+        device: move the network(s) there (default: stay on the CPU).
 
     Returns:
         A fastgan ``torch.nn.Module`` in eval mode with ``requires_grad=False`` parameters.
 
     Raises:
         UnsafePickleError: the pickle references anything outside the allow-list (nothing was run).
-        FileNotFoundError, KeyError, ValueError: missing file, missing key, unknown format or architecture.
+        FileNotFoundError, KeyError, ValueError: missing file, missing key, corrupt file, unknown format or
+        architecture (messages name the file).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such network file: {path}")
-    if _kind(path) == "safetensors":
+    path = _existing(path)
+    if file_kind(path) == "safetensors":
         net = load_safetensors_network(path)
+    elif key is None:
+        net = load_snapshot(path).as_dict()
     else:
-        net = load_pickle_network(path, key)
+        data = read_pickle(path)
+        if key not in NETWORK_KEYS or data.get(key) is None:
+            have = [k for k in NETWORK_KEYS if data.get(k) is not None]
+            raise KeyError(f"{path}: no network {key!r}; it holds {have}")
+        try:
+            net = build_network(data[key], key)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
     if device is None:
         return net
     if isinstance(net, dict):

@@ -7,6 +7,9 @@ Unpickling them the NVlabs way ``exec``s that source. :func:`safe_load` instead 
 to :class:`PersistentRecord`, a passive container, and refuses every global outside a short
 allow-list (torch tensor/storage rebuild helpers, numpy array/scalar/dtype rebuild, a few builtins).
 Any other global raises :class:`UnsafePickleError` naming it before anything is called.
+
+TensorFlow-era pickles (StyleGAN2 TF: a ``(G, D, Gs)`` tuple of ``dnnlib.tflib.network.Network``
+objects) come back as :class:`TFNetworkRecord` objects holding the pickled state as data.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-__all__ = ["UnsafePickleError", "PersistentRecord", "safe_load", "safe_loads", "record_state_dict", "to_plain"]
+__all__ = ["UnsafePickleError", "PersistentRecord", "TFNetworkRecord", "safe_load", "safe_loads", "record_state_dict",
+           "to_plain"]
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -45,6 +49,28 @@ class PersistentRecord:
 
     def __repr__(self) -> str:  # the module source is long; keep reprs readable
         return f"PersistentRecord(class_name={self.class_name!r}, init_kwargs={self.init_kwargs!r})"
+
+
+class TFNetworkRecord:
+    """A TensorFlow-era ``dnnlib.tflib.network.Network``, kept as data (its pickled ``__getstate__`` dict).
+
+    The state holds ``version``, ``name``, ``static_kwargs`` (the build function's keyword arguments),
+    ``components`` (nested networks, e.g. ``mapping`` and ``synthesis``), ``build_module_src`` (only ever
+    a string here), ``build_func_name`` and ``variables`` (a list of ``(name, numpy array)``).
+    """
+
+    __slots__ = ("state",)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise UnsafePickleError(f"dnnlib.tflib.network.Network: expected a state dict, got {type(state).__name__}")
+        self.state = to_plain(state)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, "state", {}).get(key, default)
+
+    def __repr__(self) -> str:
+        return f"TFNetworkRecord(name={self.get('name')!r}, build_func_name={self.get('build_func_name')!r})"
 
 
 class _EasyDict(dict):
@@ -155,6 +181,7 @@ def _torch_device(spec, index=None):
 _ALLOWED: Dict[Tuple[str, str], Callable[..., Any]] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -198,13 +225,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def safe_load(file: Union[BinaryIO, str, "os.PathLike[str]"]) -> Any:
     """Unpickle ``file`` (a path or binary file object) with the restricted unpickler.
 
-    NVlabs persistence records come back as :class:`PersistentRecord`; tensors as CPU tensors and
-    parameters; ``dnnlib.util.EasyDict`` as ``dict``. Raises :class:`UnsafePickleError` for anything else.
+    NVlabs persistence records come back as :class:`PersistentRecord`, TensorFlow networks as
+    :class:`TFNetworkRecord`; tensors as CPU tensors and parameters; ``dnnlib.util.EasyDict`` as
+    ``dict``. Raises :class:`UnsafePickleError` for anything else, and ValueError for a truncated or
+    corrupt file; both messages start with the file name.
     """
     if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__"):
         with open(file, "rb") as fh:
-            return _RestrictedUnpickler(fh).load()
-    return _RestrictedUnpickler(file).load()
+            return _load_named(fh, os.fsdecode(file))
+    return _load_named(file, str(getattr(file, "name", "<pickle stream>")))
+
+
+def _load_named(fh: BinaryIO, name: str) -> Any:
+    try:
+        return _RestrictedUnpickler(fh).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{name}: {e}") from None
+    except Exception as e:  # anything the pickle machinery raises on malformed input
+        raise ValueError(f"{name}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
 
 
 def safe_loads(data: bytes) -> Any:
