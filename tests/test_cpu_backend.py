@@ -170,7 +170,7 @@ def test_upfirdn2d_grad_channels_last_matches_ref():
 def _upf(x=None, f=None, up=(1, 1), down=(1, 1), pad=(0, 0, 0, 0)):
     x = torch.randn(1, 2, 4, 4) if x is None else x
     f = torch.ones(2, 2) if f is None else f
-    return torch.ops.fastgan.cpu_upfirdn2d(x, f, up[0], up[1], down[0], down[1], *pad, False, 1.0)
+    return torch.ops.fastgan_cpu.upfirdn2d(x, f, up[0], up[1], down[0], down[1], *pad, False, 1.0)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -325,7 +325,7 @@ def test_bias_act_second_order_matches_ref(act):
 
 def _ba(x=None, b=None, dim=1, act=0):
     x = torch.randn(2, 3, 4) if x is None else x
-    return torch.ops.fastgan.cpu_bias_act(x, b, dim, act, 0.2, 1.0, -1.0)
+    return torch.ops.fastgan_cpu.bias_act(x, b, dim, act, 0.2, 1.0, -1.0)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -345,11 +345,11 @@ def test_bias_act_bad_input(kwargs, exc, match):
 def test_bias_act_grad_bad_input():
     x = torch.randn(2, 3)
     with pytest.raises(ValueError, match="dy must have the shape of x"):
-        torch.ops.fastgan.cpu_bias_act_grad(torch.randn(3, 2), x, None, 1, 2, 0.2, 1.0, -1.0)
+        torch.ops.fastgan_cpu.bias_act_grad(torch.randn(3, 2), x, None, 1, 2, 0.2, 1.0, -1.0)
     with pytest.raises(TypeError, match="dy must be float16"):
-        torch.ops.fastgan.cpu_bias_act_grad(torch.ones(2, 3, dtype=torch.int32), x, None, 1, 2, 0.2, 1.0, -1.0)
+        torch.ops.fastgan_cpu.bias_act_grad(torch.ones(2, 3, dtype=torch.int32), x, None, 1, 2, 0.2, 1.0, -1.0)
     with pytest.raises(ValueError, match="g must have the shape of x"):
-        torch.ops.fastgan.cpu_bias_act_grad2(torch.randn(6), x, x, None, 1, 3, 0.0, 1.0, -1.0)
+        torch.ops.fastgan_cpu.bias_act_grad2(torch.randn(6), x, x, None, 1, 3, 0.0, 1.0, -1.0)
 
 
 def test_isa_reporting():

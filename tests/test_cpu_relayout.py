@@ -1,4 +1,4 @@
-"""torch.ops.fastgan.cpu_relayout: NCHW <-> channels_last with an optional per-(n, c) scale."""
+"""torch.ops.fastgan_cpu.relayout: NCHW <-> channels_last with an optional per-(n, c) scale."""
 import pytest
 import torch
 

@@ -150,7 +150,7 @@ def test_cpu_every_isa(level, geom):
 def test_cpu_entry_point_validates():
     """The C++ primitive checks its arguments before touching memory."""
     _need("cpu")
-    op = torch.ops.fastgan.cpu_filtered_lrelu
+    op = torch.ops.fastgan_cpu.filtered_lrelu
     x, f = torch.randn(1, 2, 6, 6), torch.ones(3) / 3
     y, s = op(x, None, f, f, 2, 2, [2, 2, 2, 2], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, True)
     assert s.dtype == torch.uint8 and s.shape == (1, 2, 14, 4)

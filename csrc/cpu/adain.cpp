@@ -73,12 +73,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adain_bwd_cpu(const at::Tensor& d
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_adain_fwd(Tensor x, Tensor scale, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)");
-  m.def("cpu_adain_bwd(Tensor dy, Tensor x, Tensor scale, Tensor mean, Tensor rstd) -> (Tensor, Tensor, Tensor)");
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("adain_fwd(Tensor x, Tensor scale, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def("adain_bwd(Tensor dy, Tensor x, Tensor scale, Tensor mean, Tensor rstd) -> (Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
-  m.impl("cpu_adain_fwd", &fastgan_cpu::adain_fwd_cpu);
-  m.impl("cpu_adain_bwd", &fastgan_cpu::adain_bwd_cpu);
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
+  m.impl("adain_fwd", &fastgan_cpu::adain_fwd_cpu);
+  m.impl("adain_bwd", &fastgan_cpu::adain_bwd_cpu);
 }

@@ -159,16 +159,16 @@ at::Tensor bias_act_grad2_cpu(const at::Tensor& g_in, const at::Tensor& dy_in, c
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_bias_act(Tensor x, Tensor? b, int dim, int act, float alpha, float gain, float clamp) -> Tensor");
-  m.def("cpu_bias_act_grad(Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, float gain, "
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("bias_act(Tensor x, Tensor? b, int dim, int act, float alpha, float gain, float clamp) -> Tensor");
+  m.def("bias_act_grad(Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, float gain, "
         "float clamp) -> (Tensor, Tensor)");
-  m.def("cpu_bias_act_grad2(Tensor g, Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, "
+  m.def("bias_act_grad2(Tensor g, Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, "
         "float gain, float clamp) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
-  m.impl("cpu_bias_act", &fastgan_cpu::bias_act_cpu);
-  m.impl("cpu_bias_act_grad", &fastgan_cpu::bias_act_grad_cpu);
-  m.impl("cpu_bias_act_grad2", &fastgan_cpu::bias_act_grad2_cpu);
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
+  m.impl("bias_act", &fastgan_cpu::bias_act_cpu);
+  m.impl("bias_act_grad", &fastgan_cpu::bias_act_grad_cpu);
+  m.impl("bias_act_grad2", &fastgan_cpu::bias_act_grad2_cpu);
 }

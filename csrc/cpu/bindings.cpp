@@ -1,5 +1,5 @@
 // The single Python module init of fastgan._C. The ops themselves register with the dispatcher
-// (TORCH_LIBRARY_FRAGMENT in each .cpp) and are called as torch.ops.fastgan.cpu_*; importing this
+// (TORCH_LIBRARY_FRAGMENT in each .cpp) and are called as torch.ops.fastgan_cpu.*; importing this
 // module loads them.
 #include <torch/extension.h>
 

@@ -76,10 +76,10 @@ void center_rows_cpu(at::Tensor& dst, const at::Tensor& x, const at::Tensor& shi
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_center_rows_(Tensor(a!) dst, Tensor x, Tensor shift, Tensor(b!) sum) -> ()");
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("center_rows_(Tensor(a!) dst, Tensor x, Tensor shift, Tensor(b!) sum) -> ()");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
-  m.impl("cpu_center_rows_", &fastgan_cpu::center_rows_cpu);
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
+  m.impl("center_rows_", &fastgan_cpu::center_rows_cpu);
 }

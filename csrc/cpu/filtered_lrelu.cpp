@@ -245,9 +245,9 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_cpu(const at::Tensor& x_in, co
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_filtered_lrelu(Tensor x, Tensor? b, Tensor f1, Tensor f2, int up, int down, int[] pad1, int[] pad2, "
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("filtered_lrelu(Tensor x, Tensor? b, Tensor f1, Tensor f2, int up, int down, int[] pad1, int[] pad2, "
         "float gain, float slope, float clamp, Tensor? signs, bool write_signs) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("cpu_filtered_lrelu", &fastgan_cpu::filtered_lrelu_cpu); }
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) { m.impl("filtered_lrelu", &fastgan_cpu::filtered_lrelu_cpu); }

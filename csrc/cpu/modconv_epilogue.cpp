@@ -218,7 +218,7 @@ at::Tensor modconv_epilogue_grad(const at::Tensor& dout, const at::Tensor& out, 
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
   m.def("modconv_epilogue(Tensor y, Tensor? d, Tensor? noise, Tensor? bias, float alpha, float gain, float clamp)"
         " -> Tensor");
   m.def("modconv_epilogue_(Tensor(a!) y, Tensor? d, Tensor? noise, Tensor? bias, float alpha, float gain, "
@@ -226,7 +226,7 @@ TORCH_LIBRARY_FRAGMENT(fastgan, m) {
   m.def("modconv_epilogue_grad(Tensor dout, Tensor out, float alpha, float gain, float clamp) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
   m.impl("modconv_epilogue", &modconv_epilogue);
   m.impl("modconv_epilogue_", &modconv_epilogue_);
   m.impl("modconv_epilogue_grad", &modconv_epilogue_grad);

@@ -97,10 +97,10 @@ at::Tensor relayout_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& sc
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_relayout(Tensor x, Tensor? scale, bool channels_last) -> Tensor");
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("relayout(Tensor x, Tensor? scale, bool channels_last) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
-  m.impl("cpu_relayout", &fastgan_cpu::relayout_cpu);
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
+  m.impl("relayout", &fastgan_cpu::relayout_cpu);
 }

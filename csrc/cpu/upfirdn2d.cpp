@@ -269,9 +269,9 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
 
 }  // namespace fastgan_cpu
 
-TORCH_LIBRARY_FRAGMENT(fastgan, m) {
-  m.def("cpu_upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, "
+TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
+  m.def("upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, "
         "int pady0, int pady1, bool flip_filter, float gain) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("cpu_upfirdn2d", &fastgan_cpu::upfirdn2d_cpu); }
+TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) { m.impl("upfirdn2d", &fastgan_cpu::upfirdn2d_cpu); }

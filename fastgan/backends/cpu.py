@@ -2,7 +2,7 @@
 
 The public ops (``fastgan.ops``) validate and normalise arguments and wrap these primitives in
 their autograd functions; the primitives themselves are not differentiable. The C++ entry points
-(``torch.ops.fastgan.cpu_*``) check their arguments again, so calling them directly is safe.
+(``torch.ops.fastgan_cpu.*``) check their arguments again, so calling them directly is safe.
 """
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Optional, Tuple
 
 import torch
 
-import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan.cpu_*
+import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan_cpu.*
 
 from .activations import ACTIVATIONS
 
 __all__ = ["isa", "relayout", "as_layout", "center_rows_", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
-_ops = torch.ops.fastgan
+_ops = torch.ops.fastgan_cpu
 
 
 def isa() -> str:
@@ -30,7 +30,7 @@ def relayout(x: torch.Tensor, scale: Optional[torch.Tensor] = None, channels_las
     ``x`` [N, C, H, W] float32/float64, contiguous or channels_last; ``scale`` [N, C] or None. A tiled
     transpose: several times faster than ``x.contiguous(memory_format=...)`` across layouts.
     """
-    return _ops.cpu_relayout(x, scale, bool(channels_last))
+    return _ops.relayout(x, scale, bool(channels_last))
 
 
 def as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -51,7 +51,7 @@ def center_rows_(dst: torch.Tensor, x: torch.Tensor, shift: torch.Tensor, sums: 
     ``x`` (N, D) float32/float64 contiguous; ``dst`` (N, D), ``shift`` (D,) and ``sums`` (D,) float64
     contiguous, none overlapping. The centring step of :class:`fastgan.metrics.FeatureStats`.
     """
-    _ops.cpu_center_rows_(dst, x, shift, sums)
+    _ops.center_rows_(dst, x, shift, sums)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
@@ -61,7 +61,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     ``f`` is [fh, fw] or separable [ft]; ``gain`` is the total gain. Contiguous and channels_last
     inputs keep their memory format. Same semantics as ``fastgan.backends.ref.upfirdn2d``.
     """
-    return _ops.cpu_upfirdn2d(x, f, int(up[0]), int(up[1]), int(down[0]), int(down[1]),
+    return _ops.upfirdn2d(x, f, int(up[0]), int(up[1]), int(down[0]), int(down[1]),
                               int(pad[0]), int(pad[1]), int(pad[2]), int(pad[3]), bool(flip_filter), float(gain))
 
 
@@ -72,14 +72,14 @@ def _clamp_arg(clamp: Optional[float]) -> float:
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
              clamp: Optional[float]) -> torch.Tensor:
     """``y = clamp(gain * act(x + b))`` in one pass; ``b`` [x.shape[dim]] or None; keeps x's memory format."""
-    return _ops.cpu_bias_act(x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain), _clamp_arg(clamp))
+    return _ops.bias_act(x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain), _clamp_arg(clamp))
 
 
 def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
                   gain: float, clamp: Optional[float]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """``(dx, db)``: ``dx = dy * gain * act'(x + b)``, zero where the output was clamped; ``db`` is ``dx``
     summed over every dim but ``dim`` in the same pass (None when ``b`` is None)."""
-    dx, db = _ops.cpu_bias_act_grad(dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+    dx, db = _ops.bias_act_grad(dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
                                     _clamp_arg(clamp))
     return dx, (db if b is not None else None)
 
@@ -87,5 +87,5 @@ def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], 
 def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
                    alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
     """``g * dy * gain * act''(x + b)``, zero where the output was clamped (the x-gradient of bias_act_grad)."""
-    return _ops.cpu_bias_act_grad2(g, dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+    return _ops.bias_act_grad2(g, dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
                                    _clamp_arg(clamp))

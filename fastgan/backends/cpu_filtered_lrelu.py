@@ -1,4 +1,4 @@
-"""Glue of the fused CPU filtered_lrelu kernel (``torch.ops.fastgan.cpu_filtered_lrelu`` in fastgan._C).
+"""Glue of the fused CPU filtered_lrelu kernel (``torch.ops.fastgan_cpu.filtered_lrelu`` in fastgan._C).
 
 Called by the autograd wrappers of :mod:`fastgan.ops.filtered_lrelu` with validated arguments and
 filters already in correlation order. Half types run in float32 and are cast back.
@@ -14,10 +14,10 @@ from . import BackendUnavailable, get
 from .cpu import as_layout
 
 get("cpu")  # loads fastgan._C (raises BackendUnavailable with the reason when it cannot)
-if not hasattr(torch.ops.fastgan, "cpu_filtered_lrelu"):
+if not hasattr(torch.ops.fastgan_cpu, "filtered_lrelu"):
     raise BackendUnavailable("fastgan._C was built without filtered_lrelu; rebuild the extension")
 
-_OP = torch.ops.fastgan.cpu_filtered_lrelu
+_OP = torch.ops.fastgan_cpu.filtered_lrelu
 _log = logging.getLogger(__name__)
 
 

@@ -1,4 +1,4 @@
-"""cpu-backend epilogue of the modulated convolution: ``torch.ops.fastgan.modconv_epilogue`` (C++,
+"""cpu-backend epilogue of the modulated convolution: ``torch.ops.fastgan_cpu.modconv_epilogue`` (C++,
 csrc/cpu/modconv_epilogue.cpp) wrapped for autograd.
 
 ``out = clamp(act(y * d[n, c] + noise[n, h, w] + bias[c]) * gain)`` in one pass over ``y``, for
@@ -22,10 +22,10 @@ _SLOPE = {"linear": lambda alpha: 1.0, "relu": lambda alpha: 0.0, "lrelu": lambd
 def available() -> bool:
     """True when fastgan._C is importable and registers the epilogue ops."""
     try:
-        import fastgan._C  # noqa: F401  (loading it registers torch.ops.fastgan.*)
+        import fastgan._C  # noqa: F401  (loading it registers torch.ops.fastgan_cpu.*)
     except ImportError:
         return False
-    return hasattr(torch.ops.fastgan, "modconv_epilogue")
+    return hasattr(torch.ops.fastgan_cpu, "modconv_epilogue")
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
@@ -50,7 +50,7 @@ class _EpilogueGrad(torch.autograd.Function):
         ctx.args = (alpha, gain, clamp)
         if dout.stride() != out.stride():
             dout = torch.empty_like(out).copy_(dout)
-        return torch.ops.fastgan.modconv_epilogue_grad(dout, out, *ctx.args)
+        return torch.ops.fastgan_cpu.modconv_epilogue_grad(dout, out, *ctx.args)
 
     @staticmethod
     def backward(ctx, g):
@@ -62,7 +62,7 @@ class _Epilogue(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, d, noise, bias, alpha, gain, clamp):
         acc = _acc(y.dtype)
-        out = torch.ops.fastgan.modconv_epilogue(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
+        out = torch.ops.fastgan_cpu.modconv_epilogue(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
                                                  None if bias is None else bias.to(acc).contiguous(),
                                                  alpha, gain, clamp)
         need_y, need_d = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -112,6 +112,6 @@ def epilogue(y: torch.Tensor, d: Optional[torch.Tensor], noise: Optional[torch.T
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return _Epilogue.apply(y, d, noise, bias, slope, float(gain), cl)
     acc = _acc(y.dtype)
-    return torch.ops.fastgan.modconv_epilogue_(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
+    return torch.ops.fastgan_cpu.modconv_epilogue_(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
                                                None if bias is None else bias.to(acc).contiguous(),
                                                slope, float(gain), cl)

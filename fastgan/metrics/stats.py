@@ -9,7 +9,7 @@ flops of a general product; the fastest option measured on CPU), elsewhere as a 
 computes only the upper block triangle. Small batches (the extractor's, e.g. 64 rows) are gathered in a
 float64 buffer of up to 4096 rows first: a rank-k update costs a pass over the D x D matrix, so few large
 updates are much faster than many small ones. On the CPU the rows enter the buffer through one fused
-pass (widen to float64, subtract c, add to s; ``torch.ops.fastgan.cpu_center_rows_``) instead of three.
+pass (widen to float64, subtract c, add to s; ``torch.ops.fastgan_cpu.center_rows_``) instead of three.
 Only the upper triangle of S is kept up to date; the full matrix (and the covariance) is made when it is
 read, tile by tile in a single pass.
 """
