@@ -94,12 +94,18 @@ def resolve(impl: Optional[str], x: torch.Tensor, op: str = "op") -> str:
     ``impl=None`` and ``impl='cuda'`` (the NVlabs default argument) defer to :func:`current`.
     A ``'cuda'`` choice from a scope or the environment selects the CUDA extension for CUDA tensors
     and the fastest available backend for CPU tensors. Any other explicit request that cannot run
-    raises :class:`BackendUnavailable` naming the reason.
+    raises :class:`BackendUnavailable` naming the reason. Under ``torch.compile`` the choice is made
+    once, when the function is traced, and is a constant of the compiled graph.
     """
+    return _resolve(impl, x.device.type, op)
+
+
+@torch.compiler.assume_constant_result
+def _resolve(impl: Optional[str], device_type: str, op: str) -> str:
     if impl is not None and impl == "cuda":
         impl = None
     req = current() if impl is None else _check_name(impl, f"{op}(impl)")
-    device = x.device
+    device = torch.device(device_type)
     if req == "auto":
         return _auto(device)
     if req == "ref":

@@ -13,6 +13,7 @@ import torch
 import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan_cpu.*
 
 from .activations import ACTIVATIONS
+from .prims.upfirdn2d import UPFIRDN2D
 
 __all__ = ["isa", "relayout", "as_layout", "center_rows_", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
@@ -89,3 +90,6 @@ def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Option
     """``g * dy * gain * act''(x + b)``, zero where the output was clamped (the x-gradient of bias_act_grad)."""
     return _ops.bias_act_grad2(g, dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
                                    _clamp_arg(clamp))
+
+
+UPFIRDN2D.kernel("cpu")(upfirdn2d)

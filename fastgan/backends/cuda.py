@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 import torch
 
 from .activations import ACTIVATIONS
+from .prims.upfirdn2d import UPFIRDN2D
 
 try:
     from .. import _C_cuda as _C
@@ -51,3 +52,6 @@ def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Option
                    alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
     """``g*dy*gain*act''(x+b)``, zero where the output was clamped (the x-gradient of :func:`bias_act_grad`)."""
     return _C.bias_act_grad2(g, dy, x, b, dim, ACTIVATIONS[act].code, float(alpha), float(gain), _clamp(clamp))
+
+
+UPFIRDN2D.kernel("cuda")(upfirdn2d)

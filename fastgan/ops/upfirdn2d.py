@@ -11,6 +11,7 @@ import torch
 
 from .. import backends
 from ..backends import ref
+from ..backends.prims import upfirdn2d as _prim
 from ._args import (IntPair, Padding, check_filter, check_float, check_tensor, filter_size,
                     parse_padding, parse_scaling)
 
@@ -56,36 +57,6 @@ def setup_filter(f: FilterLike, device: Union[str, torch.device] = torch.device(
     return taps.to(device=device)
 
 
-def _out_size(size: Tuple[int, int], up: Tuple[int, int], down: Tuple[int, int], pad: Tuple[int, int, int, int],
-              f: torch.Tensor) -> Tuple[int, int]:
-    (h, w), (fw, fh) = size, filter_size(f)
-    ow = (w * up[0] + pad[0] + pad[1] - fw + down[0]) // down[0]
-    oh = (h * up[1] + pad[2] + pad[3] - fh + down[1]) // down[1]
-    return oh, ow
-
-
-class _UpFirDn2d(torch.autograd.Function):
-    """upfirdn2d on a kernel backend; the backward is upfirdn2d again, so every order differentiates."""
-
-    @staticmethod
-    def forward(ctx, x, f, kernels, up, down, pad, flip_filter, gain):
-        ctx.save_for_backward(f)
-        ctx.args = (kernels, up, down, pad, flip_filter, gain, x.shape)
-        return kernels.upfirdn2d(x, f, up, down, pad, flip_filter, gain)
-
-    @staticmethod
-    def backward(ctx, dy):
-        (f,) = ctx.saved_tensors
-        kernels, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain, xshape = ctx.args
-        fw, fh = filter_size(f)
-        ih, iw = xshape[2], xshape[3]
-        oh, ow = dy.shape[2], dy.shape[3]
-        pad = (fw - px0 - 1, iw * upx - ow * downx + px0 - upx + 1,
-               fh - py0 - 1, ih * upy - oh * downy + py0 - upy + 1)
-        dx = _UpFirDn2d.apply(dy, f, kernels, (downx, downy), (upx, upy), pad, not flip_filter, gain)
-        return dx, None, None, None, None, None, None, None
-
-
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntPair = 1, down: IntPair = 1, padding: Padding = 0,
               flip_filter: bool = False, gain: float = 1, impl: Optional[str] = None) -> torch.Tensor:
     """Upsample, pad, FIR-filter and downsample each channel of a batch of images.
@@ -113,7 +84,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntPair = 1, down:
     down_ = parse_scaling(down, "down", op)
     pad = parse_padding(padding, op)
     gain = check_float(gain, "gain", op)
-    oh, ow = _out_size((x.shape[2], x.shape[3]), up_, down_, pad, f)
+    oh, ow = _prim.output_size(x.shape[2], x.shape[3], f, up_, down_, pad)
     if oh < 1 or ow < 1:
         fw, fh = filter_size(f)
         raise ValueError(f"{op}: empty output {oh}x{ow} for x {list(x.shape)}, filter {fh}x{fw}, up {up_}, "
@@ -121,7 +92,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntPair = 1, down:
     name = backends.resolve(impl, x, op)
     if name == "ref":
         return ref.upfirdn2d(x, f, up_, down_, pad, bool(flip_filter), gain)
-    return _UpFirDn2d.apply(x, f, backends.get(name), up_, down_, pad, bool(flip_filter), gain)
+    return _prim.UPFIRDN2D(x, f, list(up_), list(down_), list(pad), bool(flip_filter), gain, backend=name)
 
 
 def filter2d(x: torch.Tensor, f: Optional[torch.Tensor], padding: Padding = 0, flip_filter: bool = False,

@@ -13,5 +13,8 @@ except ImportError as e:  # pragma: no cover - exercised only where triton is ab
 
 from .bias_act import bias_act, bias_act_grad, bias_act_grad2
 from .upfirdn2d import upfirdn2d
+from ..prims.upfirdn2d import UPFIRDN2D
+
+UPFIRDN2D.kernel("triton")(upfirdn2d)
 
 __all__ = ["upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
