@@ -93,3 +93,6 @@ def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Option
 
 
 UPFIRDN2D.kernel("cpu")(upfirdn2d)
+
+
+# --- kernel glue modules: each registers its primitives' cpu kernels when imported (one line each) ---

@@ -55,3 +55,6 @@ def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Option
 
 
 UPFIRDN2D.kernel("cuda")(upfirdn2d)
+
+
+# --- kernel glue modules: each registers its primitives' cuda kernels when imported (one line each) ---

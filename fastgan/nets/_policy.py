@@ -1,27 +1,24 @@
-"""How network layers run: compute dtype, activation memory format and the CPU host-cache scope.
+"""How network layers run: compute dtype and activation memory format.
 
-One place decides all three for every network (StyleGAN2/3, StyleGAN v1, the discriminator):
+One place decides both for every network (StyleGAN2/3, StyleGAN v1, the discriminator):
 
 * :func:`precision` scopes a compute dtype for every synthesis/discriminator layer called inside it;
 * :func:`layer_dtype` resolves a layer's dtype (``force_fp32``, then the scope, then the NVlabs rule:
   layers marked for fp16 run in fp16 on CUDA, everything else in fp32);
-* :func:`activation_format` is the memory format a block converts its activations to;
-* :func:`cpu_host_cache` wraps a network ``forward`` in :func:`fastgan.backends.host_cache.scope` when it
-  runs on the cpu backend.
+* :func:`activation_format` is the memory format a block converts its activations to.
+
+The CPU host-cache scope of network forwards is :mod:`fastgan.nets._host_cache`.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-from typing import Callable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 
-from .. import backends
-from ..backends import host_cache
 
-__all__ = ["precision", "layer_dtype", "activation_format", "cpu_host_cache"]
+__all__ = ["precision", "layer_dtype", "activation_format"]
 
 _DTYPE_OF = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _scoped: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("fastgan_precision", default=None)
@@ -65,27 +62,3 @@ def activation_format(channels_last: bool, dtype: torch.dtype) -> torch.memory_f
     if channels_last and dtype != torch.float32:
         return torch.channels_last
     return torch.preserve_format
-
-
-def _runs_on_cpu_backend(x: torch.Tensor) -> bool:
-    if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
-        return False
-    try:
-        return backends.resolve(None, x, "network") == "cpu"
-    except backends.BackendUnavailable:   # the first op reports it
-        return False
-
-
-def cpu_host_cache(forward: Callable) -> Callable:
-    """Method decorator for a network's ``forward(self, x, ...)``: when ``x`` is a CPU tensor and the ops
-    resolve to the cpu backend, run it inside :func:`fastgan.backends.host_cache.scope` (large
-    temporaries reuse freed blocks instead of faulting in fresh pages). ``FASTGAN_HOST_CACHE=0`` opts out."""
-
-    @functools.wraps(forward)
-    def run(self, *args, **kwargs):
-        if args and host_cache.wanted() and _runs_on_cpu_backend(args[0]):
-            with host_cache.scope():
-                return forward(self, *args, **kwargs)
-        return forward(self, *args, **kwargs)
-
-    return run

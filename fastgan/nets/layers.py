@@ -17,7 +17,8 @@ import torch
 
 from .. import ops
 from ..backends.activations import ACTIVATIONS
-from ._policy import activation_format, cpu_host_cache, layer_dtype, precision
+from ._host_cache import cpu_host_cache
+from ._policy import activation_format, layer_dtype, precision
 
 __all__ = ["records_init", "cpu_host_cache", "normalize_2nd_moment", "precision", "layer_dtype",
            "activation_format", "activation_gain", "scaled_clamp", "fir_filter", "FullyConnectedLayer", "Conv2dLayer",
