@@ -17,21 +17,28 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         }, pybind11::arg("level"),
         "Select 'scalar', 'avx2' or 'avx512' (at most isa_detected()); returns the previous level. "
         "The FASTGAN_CPU_ISA environment variable lowers the initial level the same way.");
-  m.def("host_cache_set_enabled", &fastgan_cpu::host_cache_set_enabled, pybind11::arg("on"),
-        "Install (True) or remove (False) the caching host allocator as torch's CPU allocator; "
-        "returns the previous state.");
-  m.def("host_cache_set_limit", &fastgan_cpu::host_cache_set_limit, pybind11::arg("bytes"),
-        "Most bytes of freed blocks the cache keeps (releases the excess now).");
-  m.def("host_cache_empty", &fastgan_cpu::host_cache_empty, "Release every cached block to the system.");
+  using release_gil = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("host_cache_open", &fastgan_cpu::host_cache_open, pybind11::arg("limit_bytes"), release_gil(),
+        "Install the arena as torch's CPU allocator for the calling thread's large tensors, keeping at "
+        "most limit_bytes of freed blocks (fastgan.backends.host_cache.arena is the supported entry).");
+  m.def("host_cache_close", &fastgan_cpu::host_cache_close, release_gil(),
+        "Restore torch's previous CPU allocator and unmap every cached block (no-op when closed).");
+  m.def("host_cache_pause", &fastgan_cpu::host_cache_pause, pybind11::arg("on"),
+        "While on, the owner thread's allocations bypass the open arena; returns the previous setting.");
+  m.def("host_cache_set_limit", &fastgan_cpu::host_cache_set_limit, pybind11::arg("bytes"), release_gil(),
+        "Most bytes of freed blocks the arena keeps (unmaps the excess now).");
+  m.def("host_cache_empty", &fastgan_cpu::host_cache_empty, release_gil(),
+        "Unmap every cached block (blocks in use are unaffected).");
   m.def("host_cache_stats", [] {
           const auto s = fastgan_cpu::host_cache_stats();
           pybind11::dict d;
           d["enabled"] = s.enabled;
+          d["installed"] = s.installed;
           d["cached_bytes"] = s.cached_bytes;
           d["live_bytes"] = s.live_bytes;
           d["limit_bytes"] = s.limit_bytes;
           d["hits"] = s.hits;
           d["misses"] = s.misses;
           return d;
-        }, "Counters of the caching host allocator.");
+        }, "Counters of the host-cache arena.");
 }

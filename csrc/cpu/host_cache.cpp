@@ -1,26 +1,41 @@
-// A caching host allocator for large CPU tensors, installed in place of c10's CPU allocator while
-// fastgan runs a network on the cpu backend.
+// An opt-in arena for large CPU tensors: while a thread holds it open, that thread's allocations of
+// 1 MiB and more reuse blocks it freed earlier instead of faulting in fresh pages.
 //
-// Why: a StyleGAN forward frees and re-creates tensors of tens to hundreds of MB at every layer. glibc
-// serves each from a fresh mmap, so every use pays page faults and kernel zeroing of the whole block
-// (measured: system time above user time for a StyleGAN2 256x256 forward). Keeping freed blocks and
-// handing them out again, as the CUDA caching allocator does for device memory, turns those faults
-// into cache-warm reuse.
+// Why: a StyleGAN forward frees and re-creates tensors of tens to hundreds of MB at every layer, and
+// glibc serves each from a fresh mapping, so every use pays page faults plus kernel zeroing of the
+// whole block. Reusing freed blocks turns that into cache-warm rewrites.
 //
-// Policy: requests below kMinBytes go to the allocator that was installed before (c10's default).
-// Larger ones are rounded up to a multiple of kGranule (2 MiB, a transparent huge page), served best
-// fit from the free blocks (a block at most 1/8 larger than the request), else freshly allocated,
-// 2 MiB aligned and advised for huge pages. Freed blocks are kept while the cache holds at most
-// `limit` bytes; beyond that they go back to the system. Thread safe (one mutex).
-#include <torch/extension.h>
-
+// Safety rules, since c10 keeps one process-wide CPU allocator:
+//  - torch's allocator is swapped only between host_cache_open() and host_cache_close(), which the
+//    Python layer calls for an explicit `with host_cache.arena():` and nothing else;
+//  - one arena at a time, owned by the thread that opened it; allocations from every other thread
+//    (DataLoader threads, a second model in a server) go straight to the previous allocator, even
+//    while the arena is installed, and so do the owner's own while it has paused the arena;
+//  - every block carries this arena's deleter, so a tensor stays valid after the arena closes and
+//    whichever thread frees it; a block freed while no arena is open is unmapped at once;
+//  - close unmaps every cached block, so the footprint beyond live tensors ends with the scope;
+//  - fork: the child starts with no arena (allocator restored, cached blocks unmapped from the
+//    child's copy of the address space); pthread_atfork holds the lock across fork() so the child
+//    never inherits a half-updated free list.
+//
+// Blocks are anonymous mappings rounded to 2 MiB (a transparent huge page), 2 MiB aligned; a request
+// takes the smallest cached block that wastes at most 1/8 of it. One mutex guards the free list and
+// the live map; it is never held across a system call that maps or unmaps memory.
+#include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
-#include <cstdlib>
+#include <atomic>
+#include <cstdint>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "host_cache.h"
 
@@ -29,145 +44,214 @@ namespace {
 
 constexpr size_t kGranule = size_t(2) << 20;
 constexpr size_t kMinBytes = size_t(1) << 20;
+// c10 installs an allocator only if its priority is at least the current one's; install and restore
+// use the same value.
+constexpr uint8_t kPriority = 0;
 
-class HostCache final : public c10::Allocator {
+using Block = std::pair<size_t, void*>;   // (bytes, address)
+
+size_t granules(size_t n) { return (n + kGranule - 1) / kGranule * kGranule; }
+
+// A fresh private anonymous mapping of `bytes` (a multiple of kGranule) on a kGranule boundary:
+// map one granule more, then unmap the unaligned head and the tail.
+void* map_aligned(size_t bytes) {
+  const size_t span = bytes + kGranule;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t start = (lo + kGranule - 1) & ~uintptr_t(kGranule - 1);
+  const size_t head = start - lo;
+  const size_t tail = span - head - bytes;
+  if (head > 0) munmap(raw, head);
+  if (tail > 0) munmap(reinterpret_cast<void*>(start + bytes), tail);
+#if defined(MADV_HUGEPAGE)
+  madvise(reinterpret_cast<void*>(start), bytes, MADV_HUGEPAGE);
+#endif
+  return reinterpret_cast<void*>(start);
+}
+
+void unmap_all(const std::vector<Block>& blocks) {
+  for (const Block& b : blocks) munmap(b.second, b.first);
+}
+
+class Arena final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) override {
-    if (n < kMinBytes) {
-      return base_->allocate(n);
-    }
-    void* p = take(n);
-    return {p, p, &HostCache::deleter, c10::Device(c10::DeviceType::CPU)};
+  static Arena& get() {
+    static Arena* one = new Arena();   // leaked on purpose: tensors may be freed during static teardown
+    return *one;
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return &HostCache::deleter; }
+  c10::DataPtr allocate(size_t n) override {
+    if (n >= kMinBytes && !paused_.load(std::memory_order_relaxed) &&
+        owner_.load(std::memory_order_acquire) == std::this_thread::get_id()) {
+      void* p = acquire(n);
+      return {p, p, &Arena::free_fn, c10::Device(c10::DeviceType::CPU)};
+    }
+    return prev_.load(std::memory_order_acquire)->allocate(n);
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &Arena::free_fn; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
   }
 
-  static HostCache& instance() {
-    static HostCache* cache = new HostCache();   // never destroyed: tensors may outlive static teardown
-    return *cache;
+  void open(size_t limit) {
+    std::lock_guard<std::mutex> guard(mu_);
+    TORCH_CHECK(owner_.load() == std::thread::id(), "fastgan host cache: an arena is already open");
+    c10::Allocator* current = c10::GetCPUAllocator();
+    if (current != this) {
+      prev_.store(current, std::memory_order_release);
+      prev_free_ = current->raw_deleter();
+    }
+    c10::SetCPUAllocator(this, kPriority);
+    TORCH_CHECK(c10::GetCPUAllocator() == this,
+                "fastgan host cache: torch's CPU allocator was set with a higher priority by someone "
+                "else; the arena cannot be installed");
+    limit_ = limit;
+    owner_.store(std::this_thread::get_id(), std::memory_order_release);
   }
 
-  bool set_enabled(bool on) {
-    std::lock_guard<std::mutex> lock(mu_);
-    const bool was = enabled_;
-    if (on && !enabled_) {
-      base_ = c10::GetCPUAllocator();
-      base_deleter_ = base_->raw_deleter();
-      c10::SetCPUAllocator(this, kPriority);
-      enabled_ = c10::GetCPUAllocator() == this;   // false if another allocator holds a higher priority
-    } else if (!on && enabled_) {
-      c10::SetCPUAllocator(base_, kPriority);
-      enabled_ = false;
+  void close() {
+    std::vector<Block> drop;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      if (owner_.load() == std::thread::id()) return;
+      detach_locked(drop);
     }
-    return was;
+    unmap_all(drop);
   }
+
+  // Only the owner thread calls this (the Python layer checks), so a plain exchange suffices.
+  bool pause(bool on) { return paused_.exchange(on, std::memory_order_relaxed); }
 
   void set_limit(size_t bytes) {
-    std::lock_guard<std::mutex> lock(mu_);
-    limit_ = bytes;
-    trim_locked(limit_);
+    std::vector<Block> drop;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      limit_ = bytes;
+      shrink_locked(limit_, drop);
+    }
+    unmap_all(drop);
   }
 
   void empty() {
-    std::lock_guard<std::mutex> lock(mu_);
-    trim_locked(0);
+    std::vector<Block> drop;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      shrink_locked(0, drop);
+    }
+    unmap_all(drop);
   }
 
   HostCacheStats stats() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return {enabled_, cached_, live_bytes_, limit_, hits_, misses_};
+    std::lock_guard<std::mutex> guard(mu_);
+    return {owner_.load() != std::thread::id(), c10::GetCPUAllocator() == this, cached_, live_bytes_,
+            limit_, hits_, misses_};
   }
 
  private:
-  // Any priority works as long as enable and disable use the same one: SetCPUAllocator only installs
-  // an allocator whose priority is at least that of the current one.
-  static constexpr uint8_t kPriority = 0;
+  Arena() { pthread_atfork(&Arena::fork_prepare, &Arena::fork_parent, &Arena::fork_child); }
 
-  static void deleter(void* p) { instance().give_back(p); }
+  static void free_fn(void* p) { get().release(p); }
 
-  void* take(size_t n) {
-    const size_t size = (n + kGranule - 1) / kGranule * kGranule;
+  static void fork_prepare() { get().mu_.lock(); }
+  static void fork_parent() { get().mu_.unlock(); }
+  static void fork_child() {   // the only thread of the child is the one that forked; it holds mu_
+    Arena& a = get();
+    std::vector<Block> drop;
+    a.detach_locked(drop);
+    a.mu_.unlock();
+    unmap_all(drop);
+  }
+
+  // Closes the arena under the lock: restores the previous allocator (unless someone replaced ours
+  // meanwhile) and moves every cached block to `drop`.
+  void detach_locked(std::vector<Block>& drop) {
+    owner_.store(std::thread::id(), std::memory_order_release);
+    paused_.store(false, std::memory_order_relaxed);
+    if (c10::GetCPUAllocator() == this) c10::SetCPUAllocator(prev_.load(), kPriority);
+    shrink_locked(0, drop);
+  }
+
+  void shrink_locked(size_t keep, std::vector<Block>& drop) {   // largest blocks go first
+    while (cached_ > keep && !free_.empty()) {
+      auto last = std::prev(free_.end());
+      drop.push_back(*last);
+      cached_ -= last->first;
+      free_.erase(last);
+    }
+  }
+
+  void* acquire(size_t n) {
+    const size_t bytes = granules(n);
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.lower_bound(size);
-      if (it != free_.end() && it->first <= size + size / 8) {
-        void* p = it->second;
-        const size_t got = it->first;
-        free_.erase(it);
-        cached_ -= got;
-        live_.emplace(p, got);
-        live_bytes_ += got;
+      std::lock_guard<std::mutex> guard(mu_);
+      auto fit = free_.lower_bound(bytes);
+      if (fit != free_.end() && fit->first - bytes <= bytes / 8) {
+        const Block b = *fit;
+        free_.erase(fit);
+        cached_ -= b.first;
+        live_.emplace(b.second, b.first);
+        live_bytes_ += b.first;
         ++hits_;
-        return p;
+        return b.second;
       }
       ++misses_;
     }
-    void* p = std::aligned_alloc(kGranule, size);
-    if (p == nullptr) {   // memory may be parked in the cache: release it and try once more
+    void* p = map_aligned(bytes);
+    if (p == nullptr) {   // the cache may hold what the system lacks: give it back and retry once
       empty();
-      p = std::aligned_alloc(kGranule, size);
+      p = map_aligned(bytes);
     }
-    TORCH_CHECK(p != nullptr, "fastgan host cache: out of memory allocating ", n, " bytes");
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(p, size, MADV_HUGEPAGE);
-#endif
-    std::lock_guard<std::mutex> lock(mu_);
-    live_.emplace(p, size);
-    live_bytes_ += size;
+    TORCH_CHECK(p != nullptr, "fastgan host cache: out of memory mapping ", bytes, " bytes");
+    std::lock_guard<std::mutex> guard(mu_);
+    live_.emplace(p, bytes);
+    live_bytes_ += bytes;
     return p;
   }
 
-  void give_back(void* p) {
+  void release(void* p) {
     if (p == nullptr) return;
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> guard(mu_);
     auto it = live_.find(p);
-    if (it == live_.end()) {   // a small block from the base allocator, freed through raw_deleter()
-      const c10::DeleterFnPtr base = base_deleter_;
-      lock.unlock();
-      TORCH_INTERNAL_ASSERT(base != nullptr, "fastgan host cache: freeing an unknown pointer");
-      base(p);
+    if (it == live_.end()) {   // from the previous allocator, freed through raw_deleter()
+      const c10::DeleterFnPtr prev_free = prev_free_;
+      guard.unlock();
+      TORCH_INTERNAL_ASSERT(prev_free != nullptr, "fastgan host cache: freeing an unknown pointer");
+      prev_free(p);
       return;
     }
-    const size_t size = it->second;
+    const size_t bytes = it->second;
     live_.erase(it);
-    live_bytes_ -= size;
-    if (cached_ + size <= limit_) {
-      free_.emplace(size, p);
-      cached_ += size;
-    } else {
-      lock.unlock();
-      std::free(p);
+    live_bytes_ -= bytes;
+    if (owner_.load() != std::thread::id() && cached_ + bytes <= limit_) {
+      free_.emplace(bytes, p);
+      cached_ += bytes;
+      return;
     }
-  }
-
-  void trim_locked(size_t keep) {   // largest blocks first: they are the most expensive to keep
-    while (cached_ > keep && !free_.empty()) {
-      auto it = std::prev(free_.end());
-      cached_ -= it->first;
-      std::free(it->second);
-      free_.erase(it);
-    }
+    guard.unlock();
+    munmap(p, bytes);
   }
 
   std::mutex mu_;
-  bool enabled_ = false;
-  c10::Allocator* base_ = nullptr;
-  c10::DeleterFnPtr base_deleter_ = nullptr;
+  std::atomic<std::thread::id> owner_{};
+  std::atomic<bool> paused_{false};   // the owner's allocations bypass the arena for now
+  std::atomic<c10::Allocator*> prev_{nullptr};
+  c10::DeleterFnPtr prev_free_ = nullptr;
   std::multimap<size_t, void*> free_;
   std::unordered_map<void*, size_t> live_;
-  size_t cached_ = 0, live_bytes_ = 0, limit_ = size_t(4) << 30;
+  size_t cached_ = 0, live_bytes_ = 0, limit_ = 0;
   uint64_t hits_ = 0, misses_ = 0;
 };
 
 }  // namespace
 
-bool host_cache_set_enabled(bool on) { return HostCache::instance().set_enabled(on); }
-void host_cache_set_limit(size_t bytes) { HostCache::instance().set_limit(bytes); }
-void host_cache_empty() { HostCache::instance().empty(); }
-HostCacheStats host_cache_stats() { return HostCache::instance().stats(); }
+void host_cache_open(size_t limit_bytes) { Arena::get().open(limit_bytes); }
+void host_cache_close() { Arena::get().close(); }
+bool host_cache_pause(bool on) { return Arena::get().pause(on); }
+void host_cache_set_limit(size_t bytes) { Arena::get().set_limit(bytes); }
+void host_cache_empty() { Arena::get().empty(); }
+HostCacheStats host_cache_stats() { return Arena::get().stats(); }
 
 }  // namespace fastgan_cpu
