@@ -1,18 +1,15 @@
-"""The triton backend run by Triton's interpreter on CPU tensors, against ref and the golden data.
+"""The triton backend against ref and the golden data: compiled kernels on CUDA tensors on a GPU host,
+Triton's interpreter on CPU tensors elsewhere (``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` there).
 
-TRITON_INTERPRET=1 must be set before triton is imported (``triton.jit`` reads it when a kernel is
-defined); this module sets it at collection time, so the whole session sees it.
+Some tests shrink the kernels' tiles to get many tiles per plane on small images; the tile sizes a GPU
+uses are exercised by ``tests/test_triton_kernels.py``.
 """
 import importlib
 import itertools
 import math
-import os
+import sys
 
-os.environ["TRITON_INTERPRET"] = "1"
-
-import sys  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 pytest.importorskip("triton", reason="triton is not installed (pip install 'fastgan[triton]')")
 
@@ -20,20 +17,16 @@ import torch  # noqa: E402
 
 import fastgan.ops as ops  # noqa: E402
 from fastgan import backends  # noqa: E402
-from fastgan.backends import ref  # noqa: E402
 from fastgan.backends.activations import ACTIVATIONS  # noqa: E402
 from golden import case_ids, check_case, op_cases, require_golden  # noqa: E402
+from triton_host import DEVICE, require_triton  # noqa: E402
+
+pytestmark = [pytest.mark.triton, pytest.mark.gpu]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _interpreted_triton():
-    from fastgan.backends import _loader
-    _loader._errors.pop("triton", None)  # forget a failure cached by a test that ran with TRITON_INTERPRET unset
-    if not backends.available("triton"):
-        pytest.skip(f"triton backend unavailable: {backends.info()}")
-    from fastgan.backends.triton import _util
-    if not _util.INTERPRET:
-        pytest.skip("fastgan.backends.triton was imported before TRITON_INTERPRET=1 was set")
+def _triton():
+    require_triton()
 
 
 T = "triton"
@@ -70,8 +63,8 @@ UPF_CASES = [
 def _upf_inputs(case, dtype=torch.float64, seed=0):
     shape, fshape, up, down, pad, flip, gain = case
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-    f = torch.rand(fshape, generator=g, dtype=torch.float32) + 0.1
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(DEVICE, dtype)
+    f = (torch.rand(fshape, generator=g, dtype=torch.float32) + 0.1).to(DEVICE)
     return x, f, dict(up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
 
 
@@ -98,7 +91,7 @@ def test_upfirdn2d_layouts(fshape):
     y = ops.upfirdn2d(xl, f, impl=T, **kw)
     assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
     _close(y, want, torch.float64, "channels_last")
-    big = torch.randn(2, 10, 9, 15, dtype=torch.float64)
+    big = torch.randn(2, 10, 9, 15, dtype=torch.float64, device=DEVICE)
     xs = big[:, ::2, 1:8, ::2]  # strided view: no dense layout at all
     y = ops.upfirdn2d(xs, f, impl=T, **kw)
     assert y.is_contiguous()
@@ -171,8 +164,8 @@ def test_upfirdn2d_gradients_match_ref(case):
 
 
 def test_upfirdn2d_gradcheck():
-    x = torch.randn(1, 1, 2, 3, dtype=torch.float64, requires_grad=True)
-    f = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    x = torch.randn(1, 1, 2, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    f = torch.tensor([[1.0, 2.0], [0.5, -1.0]], device=DEVICE)
     assert torch.autograd.gradcheck(lambda t: ops.upfirdn2d(t, f, up=2, down=[1, 2], padding=[1, 0, 0, 1],
                                                             impl=T), (x,))
 
@@ -180,8 +173,8 @@ def test_upfirdn2d_gradcheck():
 # ----------------------------------------------------------------------------------------------- bias_act
 def _ba_inputs(shape, dim, dtype=torch.float64, seed=0, bias=True):
     g = torch.Generator().manual_seed(seed)
-    x = (2 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
-    b = torch.randn(shape[dim], generator=g, dtype=torch.float64).to(dtype) if bias else None
+    x = (2 * torch.randn(shape, generator=g, dtype=torch.float64)).to(DEVICE, dtype)
+    b = torch.randn(shape[dim], generator=g, dtype=torch.float64).to(DEVICE, dtype) if bias else None
     return x, b
 
 
@@ -197,7 +190,7 @@ def test_bias_act_forward_matches_ref(act):
 def test_bias_act_extreme_inputs():
     """Large |z| and z at the kinks: no overflow, NaN or cancellation in any activation."""
     x = torch.tensor([-1e4, -100.0, -30.0, -20.0, -1e-6, -1e-30, 0.0, 1e-30, 1e-6, 20.0, 20.5, 100.0, 1e4],
-                     dtype=torch.float64)
+                     dtype=torch.float64, device=DEVICE)
     for act in ACTIVATIONS:
         for dtype in (torch.float64, torch.float32):
             xd = x.to(dtype)
@@ -222,7 +215,7 @@ def _ba_grads(impl, x, b, g, kw):
 def test_bias_act_gradients_match_ref(act):
     for shape, dim, clamp in [((2, 4, 3, 5), 1, 0.8), ((5, 3), 0, None)]:
         x, b = _ba_inputs(shape, dim, seed=1)
-        g = torch.randn(shape, dtype=torch.float64)
+        g = torch.randn(shape, dtype=torch.float64, device=DEVICE)
         kw = dict(dim=dim, act=act, alpha=0.25, gain=1.5, clamp=clamp)
         names = ("y", "dx", "db", "r1_x", "r1_b", "r1_g")
         for name, a, e in zip(names, _ba_grads(T, x, b, g, kw), _ba_grads("ref", x, b, g, kw)):
@@ -238,7 +231,7 @@ def test_bias_act_layouts():
     _close(y, want, torch.float64, "channels_last")
     for dim in range(4):  # bias along every dim of a permuted (dense, non-contiguous) tensor
         xp = x.permute(3, 1, 0, 2)
-        bp = torch.randn(xp.shape[dim], dtype=torch.float64)
+        bp = torch.randn(xp.shape[dim], dtype=torch.float64, device=DEVICE)
         want = ops.bias_act(xp.contiguous(), bp, dim=dim, impl="ref", **kw)
         _close(ops.bias_act(xp, bp, dim=dim, impl=T, **kw), want, torch.float64, f"permuted dim={dim}")
     xs = x[:, ::2, :, 1:]  # not dense
@@ -257,7 +250,7 @@ def test_bias_act_many_small_tiles(monkeypatch):
     x, b = _ba_inputs((3, 5, 2, 3), 1)
     for xx in (x, x.to(memory_format=torch.channels_last)):
         for dim, kw in ((1, dict(act="selu", clamp=1.5)), (2, dict(act="lrelu"))):
-            bb = torch.linspace(-1, 1, x.shape[dim], dtype=torch.float64)
+            bb = torch.linspace(-1, 1, x.shape[dim], dtype=torch.float64, device=DEVICE)
             _close(ops.bias_act(xx, bb, dim=dim, impl=T, **kw), ops.bias_act(x, bb, dim=dim, impl="ref", **kw),
                    torch.float64, f"dim={dim} {kw}")
 
@@ -296,19 +289,27 @@ UPF_GOLDEN = [c for i, c in enumerate(op_cases("upfirdn2d")) if c.get("second_or
 BA_GOLDEN = op_cases("bias_act")[::2]
 
 
+def _on_device(fn):
+    """``fn`` for the golden data's CPU tensors: inputs moved to DEVICE, the output moved back (autograd follows)."""
+    def call(**inputs):
+        return fn(**{k: None if v is None else v.to(DEVICE) for k, v in inputs.items()}).cpu()
+    return call
+
+
 @pytest.mark.parametrize("case", UPF_GOLDEN, ids=case_ids(UPF_GOLDEN))
 def test_upfirdn2d_golden(case):
     require_golden()
     fn = _UPF_FNS[case["fn"].rsplit(".", 1)[1]]
     kw = {k: v for k, v in case["kwargs"].items() if k != "impl"}
-    check_case("upfirdn2d", case, lambda x, f: fn(x, f, impl=T, **kw), dtype=torch.float32, rtol=1e-5, atol=1e-5)
+    check_case("upfirdn2d", case, _on_device(lambda x, f: fn(x, f, impl=T, **kw)), dtype=torch.float32,
+               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", BA_GOLDEN, ids=[f"{c['id']}-{c['kwargs']['act']}" for c in BA_GOLDEN])
 def test_bias_act_golden(case):
     require_golden()
     kw = {k: v for k, v in case["kwargs"].items() if k != "impl"}
-    check_case("bias_act", case, lambda x, b=None: ops.bias_act(x, b, impl=T, **kw), dtype=torch.float32,
+    check_case("bias_act", case, _on_device(lambda x, b=None: ops.bias_act(x, b, impl=T, **kw)), dtype=torch.float32,
                rtol=1e-5, atol=1e-5)
 
 
@@ -323,48 +324,10 @@ def test_int64_indexing_path(monkeypatch):
     _close(ops.bias_act(x, b, act="elu", impl=T), ops.bias_act(x, b, act="elu", impl="ref"), torch.float64, "bias_act")
 
 
-# Compiled mode (not the interpreter): lower representative kernels to sm_90 PTX and cubin. Needs no GPU,
-# only triton's bundled ptxas, and runs in a subprocess because this process interprets.
-_COMPILE_SCRIPT = r"""
-import importlib, sys
-import triton, triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-U = importlib.import_module("fastgan.backends.triton.upfirdn2d")
-B = importlib.import_module("fastgan.backends.triton.bias_act")
-assert not U.INTERPRET
-
-def build(fn, types, consts):
-    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in fn.arg_names}
-    k = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", 90, 32))
-    assert "ld.global" in k.asm["ptx"]
-
-build(U._upfirdn2d_kernel, dict(x_ptr="*fp16", f_ptr="*fp32", y_ptr="*fp16", gain="fp64"),
-      dict(FH=4, FW=4, UPX=2, UPY=2, DOWNX=1, DOWNY=1, PX=2, PY=2, SX=1, SY=1, TX=2, TY=2,
-           BC=1, BH=16, BW=64, ACC=tl.float32, IDX64=False, sxw=1, syw=1))
-build(B._grad2_kernel, dict(g_ptr="*fp64", dy_ptr="*fp64", x_ptr="*fp64", b_ptr="*fp64", out_ptr="*fp64",
-                            alpha="fp64", gain="fp64", clamp="fp64"),
-      dict(ACT=8, HAS_B=True, HAS_CLAMP=True, ACC=tl.float64, BO=1, BC=4, BI=256, IDX64=True))
-print("compiled")
-"""
-
-
-def test_kernels_compile_for_gpu():
-    import subprocess
-    try:
-        from triton.backends.nvidia.compiler import CUDABackend  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"triton has no CUDA compiler backend here: {e}")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
-
-
 # -------------------------------------------------------------------------------------------- bad inputs
 def test_bad_inputs_raise_before_the_kernel():
-    x = torch.randn(1, 2, 4, 4)
-    f = torch.ones(3, 3)
+    x = torch.randn(1, 2, 4, 4, device=DEVICE)
+    f = torch.ones(3, 3, device=DEVICE)
     with pytest.raises(TypeError, match="x must be float16"):
         ops.upfirdn2d(x.to(torch.int32), f, impl=T)
     with pytest.raises(ValueError, match="x must have 4 dimensions"):
@@ -376,7 +339,7 @@ def test_bad_inputs_raise_before_the_kernel():
     with pytest.raises(ValueError, match="up must be >= 1"):
         ops.upfirdn2d(x, f, up=0, impl=T)
     with pytest.raises(ValueError, match="b must have x.shape"):
-        ops.bias_act(x, torch.zeros(3), impl=T)
+        ops.bias_act(x, torch.zeros(3, device=DEVICE), impl=T)
     with pytest.raises(ValueError, match="act must be one of"):
         ops.bias_act(x, None, act="gelu", impl=T)
 

@@ -1,11 +1,34 @@
 """Benchmark harness shared by ``fastgan bench`` and ``benchmarks/`` (pytest-benchmark)."""
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import statistics
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+
+def environment() -> Dict[str, object]:
+    """What a benchmark runs on: Python, torch (and its CUDA/cuDNN), triton, CPU threads and the first GPU.
+
+    ``gpu`` is None without a CUDA device, else its name, compute capability, memory (GiB), number of
+    multiprocessors and the number of visible devices. ``triton`` is None when it is not installed.
+    """
+    try:
+        triton_version: Optional[str] = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton_version = None
+    gpu = None
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        gpu = {"name": p.name, "capability": f"{p.major}.{p.minor}", "memory_GiB": round(p.total_memory / 2 ** 30, 1),
+               "multiprocessors": p.multi_processor_count, "count": torch.cuda.device_count()}
+    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "triton": triton_version, "cpu_threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
