@@ -335,6 +335,7 @@ def test_missing_entries_are_none(tmp_path):
         fastgan.load_network(path, key="D")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 layers run in fp16 only on CUDA")
 @pytest.mark.parametrize("name", ["ada-stylegan2", "sg3-stylegan2", "sg3-t", "sg3-r-cond"])
 def test_fp16_layers_on_cuda_match_the_direct_networks(tmp_path, name):

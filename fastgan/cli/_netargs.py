@@ -39,12 +39,18 @@ def load(args) -> torch.nn.Module:
 
 @contextlib.contextmanager
 def backend_scope(args) -> Iterator[None]:
-    if getattr(args, "backend", None):
-        from .. import backends
+    """The backend of ``--backend`` (if given) and, for CPU generation, a host-cache arena for this thread."""
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "backend", None):
+            from .. import backends
 
-        with backends.use(args.backend):
-            yield
-    else:
+            stack.enter_context(backends.use(args.backend))
+        device = str(getattr(args, "device", None) or "cpu")
+        if device.startswith("cpu"):
+            from ..backends import host_cache
+
+            if host_cache.available():
+                stack.enter_context(host_cache.arena())
         yield
 
 
