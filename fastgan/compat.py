@@ -6,6 +6,11 @@
 
 Existing call sites keep their arguments; ``impl='cuda'`` (their default) means "fastest available"
 and ``impl='ref'`` selects fastgan's ref backend.
+
+The patched ops give NVlabs' own training step the gradients of its reference ops, including which
+parameters get one at all: in R1, relu/lrelu layers whose bias only meets the penalty through the
+activation's (zero) second derivative give that bias a zero tensor, as torch autograd of the reference
+does, so Adam updates it the same way (``tests/test_compat.py`` runs the four loss phases on fakes).
 """
 from __future__ import annotations
 

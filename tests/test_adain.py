@@ -61,7 +61,7 @@ def test_adain_eps_and_constant_plane(backend):
 def test_adain_gradients(backend):
     _need(backend)
     if backend == "triton" and not torch.cuda.is_available():
-        pytest.skip("gradcheck is too slow in the Triton interpreter; test_adain_float32_grads_match_ref covers it")
+        pytest.skip("a full Jacobian is slow in the Triton interpreter; tests/test_contract.py covers triton")
     x, s, b = (t.requires_grad_(True) for t in _inputs((2, 3, 4, 5), torch.float64, seed=1))
     fn = lambda x, s, b: ops.adain(x, s, b, eps=1e-3, impl=backend)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, s, b))
@@ -94,7 +94,6 @@ def test_adain_bad_input():
         ops.adain(x, s, s, eps=-1.0)
 
 
-
 @pytest.mark.cpu_ext
 @pytest.mark.parametrize("level", runnable_isa_levels())
 def test_adain_cpu_every_isa(level):
@@ -112,3 +111,91 @@ def test_adain_cpu_every_isa(level):
     torch.testing.assert_close(y.double(), _direct(x, s, b, 1e-8), rtol=1e-4, atol=1e-4)
     for a, e in zip(got, want):
         torch.testing.assert_close(a.double(), e.double(), rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Contract cases specific to fastgan::adain_forward / adain_backward (the generic matrix -- opcheck,
+# gradcheck, memory format, N = 0, half types, autocast -- is tests/test_contract.py).
+
+from fastgan.backends.prims import adain as prim  # noqa: E402
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adain_third_order_matches_ref(backend):
+    """Derivatives beyond the second (the backward operator's own derivative is differentiable again)."""
+    _need(backend)
+
+    def derivs(impl):
+        x, s, b = (t.requires_grad_(True) for t in _inputs((2, 3, 4, 5), torch.float64, seed=3))
+        g = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        gx, gs = torch.autograd.grad((ops.adain(x, s, b, eps=1e-3, impl=impl) * g).sum(), (x, s), create_graph=True)
+        hx, hs = torch.autograd.grad(gx.sin().sum() + gs.pow(3).sum(), (x, s), create_graph=True)
+        return (gx, gs, hx, hs) + torch.autograd.grad((hx * g).sum() + hs.square().sum(), (x, s))
+
+    for got, want in zip(derivs(backend), derivs("ref")):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.cpu_ext
+def test_adain_contract_backend_without_kernel(monkeypatch):
+    """A backend without a kernel raises when asked for explicitly; 'auto' then runs ref instead."""
+    _need("cpu")
+    x, s, b = _inputs((2, 3, 6, 5), torch.float32)
+    want = ops.adain(x, s, b, impl="ref")
+    monkeypatch.delitem(prim.ADAIN_FORWARD._kernels, "cpu")
+    with pytest.raises(backends.BackendUnavailable, match="fastgan::adain_forward: backend 'cpu' has no kernel"):
+        ops.adain(x, s, b, impl="cpu")
+    with backends.use("auto"):
+        torch.testing.assert_close(ops.adain(x, s, b), want, rtol=0, atol=0)
+
+
+def test_adain_contract_cuda_request_never_falls_back():
+    """There is no CUDA-extension adain: an explicit 'cuda' raises BackendUnavailable (no silent triton)."""
+    x, s, b = _inputs((1, 2, 3, 3), torch.float32)
+    if torch.cuda.is_available():
+        with backends.use("cuda"), pytest.raises(backends.BackendUnavailable):
+            ops.adain(x.cuda(), s.cuda(), b.cuda())
+    else:
+        with pytest.raises(backends.BackendUnavailable, match="no CUDA device"):
+            prim.ADAIN_FORWARD(x, s, b, 1e-8, backend="cuda")
+
+
+@pytest.mark.cpu_ext
+def test_adain_contract_cpu_deterministic():
+    """One thread per plane: bitwise the same results across thread counts, under deterministic mode."""
+    _need("cpu")
+    x, s, b = _inputs((2, 6, 17, 19), torch.float32, seed=8)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
+
+    def run():
+        xs, ss, bs = (t.clone().requires_grad_(True) for t in (x, s, b))
+        y = ops.adain(xs, ss, bs, impl="cpu")
+        return (y,) + torch.autograd.grad(y, (xs, ss, bs), g)
+
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(max(2, threads))
+        torch.use_deterministic_algorithms(True)
+        many = run()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+    for a, e in zip(many, one):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.cpu_ext
+def test_adain_contract_compiles_without_graph_break():
+    """torch.compile(fullgraph=True) traces the op through its fake kernels, forward and backward."""
+    _need("cpu")
+    inputs = _inputs((2, 3, 6, 5), torch.float32)
+    fn = lambda x, s, b: ops.adain(x, s, b, impl="cpu")  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = [t.clone().requires_grad_(True) for t in inputs]
+    want = [t.clone().requires_grad_(True) for t in inputs]
+    yg, yw = compiled(*got), fn(*want)
+    torch.testing.assert_close(yg, yw, rtol=0, atol=0)
+    for a, e in zip(torch.autograd.grad(yg.square().sum(), got), torch.autograd.grad(yw.square().sum(), want)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)

@@ -255,9 +255,10 @@ def test_bias_act_no_bias():
     x = torch.randn(2, 3, 4)
     y = ops.bias_act(x, None, act="relu", impl="cpu")
     _close(y, ref.bias_act(x, None, 1, "relu", 0.0, math.sqrt(2), None), 1e-6)
-    dx, db = cpu.bias_act_grad(torch.ones_like(x), x, None, 1, "relu", 0.0, 2.0, None)
-    assert db is None
-    _close(dx, 2.0 * (x > 0).float(), 0)
+    for saved, from_output in ((x, False), (torch.relu(x), True)):
+        dx, db = cpu.bias_act_grad(torch.ones_like(x), saved, None, 1, "relu", 0.0, 2.0, None, from_output)
+        assert db.numel() == 0
+        _close(dx, 2.0 * (x > 0).float(), 0)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)])
@@ -272,13 +273,18 @@ def test_bias_act_half_types(dtype, tol, layout):
     assert y.dtype == dtype and y.stride() == x.stride()
     _close(y, ref.bias_act(x.float(), b.float(), 1, "lrelu", 0.2, math.sqrt(2), 2.0), tol)
     dy = torch.randn_like(x)
-    dx, db = cpu.bias_act_grad(dy, x, b, 1, "lrelu", 0.2, math.sqrt(2), 2.0)
     z = x.float() + b.float().reshape(1, -1, 1, 1)
     a = torch.where(z > 0, z, 0.2 * z)
-    dx_ref = torch.where((a * math.sqrt(2)).abs() <= 2.0, dy.float() * math.sqrt(2) * torch.where(z > 0, 1.0, 0.2),
-                         torch.zeros(()))
-    _close(dx, dx_ref, tol, "dx")
-    _close(db, dx_ref.sum([0, 2, 3]), tol * 10, "db")
+    slope = dy.float() * math.sqrt(2) * torch.where(z > 0, 1.0, 0.2)
+    # From x the clamp mask is |gain * act(z)| <= clamp in float32; from the rounded output it is
+    # |y| < clamp (every value that rounded to the bound counts as clamped; 2.0 is exact in both dtypes).
+    masks = {False: (a * math.sqrt(2)).abs() <= 2.0, True: y.float().abs() < 2.0}
+    for saved, from_output in ((x, False), (y, True)):
+        dx_ref = torch.where(masks[from_output], slope, torch.zeros(()))
+        dx, db = cpu.bias_act_grad(dy, saved, b, 1, "lrelu", 0.2, math.sqrt(2), 2.0, from_output)
+        assert dx.dtype == dtype and dx.stride() == x.stride()
+        _close(dx, dx_ref, tol, f"dx from_output={from_output}")
+        _close(db, dx_ref.sum([0, 2, 3]), tol * 10, "db")
 
 
 @pytest.mark.parametrize("act", SMOOTH)
@@ -352,6 +358,127 @@ def test_bias_act_grad_bad_input():
         torch.ops.fastgan_cpu.bias_act_grad2(torch.randn(6), x, x, None, 1, 3, 0.0, 1.0, -1.0)
 
 
+def _packed_for_backward(fn):
+    """The tensors autograd keeps for backward while ``fn()`` runs (via saved-tensor hooks)."""
+    packed = []
+
+    def pack(t):
+        packed.append(t)
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, packed
+
+
+@pytest.mark.parametrize("act, clamp, gain, keeps", [
+    ("lrelu", 2.0, None, "y"), ("relu", None, None, "y"), ("linear", 1.0, 0.5, "y"), ("linear", None, 0.5, ""),
+    ("tanh", None, None, "x"), ("lrelu", None, -1.0, "x"),  # a negative gain hides the sign of x + b in y
+])
+def test_bias_act_saves_only_what_backward_needs(act, clamp, gain, keeps):
+    """relu/lrelu/clamped linear keep the output (the next layer keeps it anyway), never x; smooth
+    activations keep x; linear without clamp keeps nothing but the bias."""
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+    y, packed = _packed_for_backward(lambda: ops.bias_act(x, b, act=act, gain=gain, clamp=clamp, impl="cpu"))
+    ptrs = {t.data_ptr() for t in packed if t is not None}
+    assert b.data_ptr() in ptrs
+    assert (y.data_ptr() in ptrs) == ("y" in keeps) and (x.data_ptr() in ptrs) == ("x" in keeps)
+    assert len(ptrs) == 1 + len(keeps)
+    dx, db = torch.autograd.grad(y, [x, b], torch.ones_like(y))
+    want = torch.autograd.grad(ops.bias_act(x, b, act=act, gain=gain, clamp=clamp, impl="ref"), [x, b],
+                               torch.ones_like(y))
+    _close(dx, want[0], 1e-6, "dx")
+    _close(db, want[1], 1e-5, "db")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_bias_act_grad_from_output_matches_the_torch_glue(dtype, act, layout):
+    """The cpu kernel reading the gradient off y and the PyTorch-op glue of the cuda backend
+    (prims.bias_act.grad_from_output) give the same bits, at the kink and the clamp bound too."""
+    from fastgan.backends.prims import bias_act as ba
+    torch.manual_seed(9)
+    x = torch.randn(2, 5, 3, 4).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+    b = torch.randn(5).to(dtype)
+    for clamp in (None, 1.3):
+        y = ops.bias_act(x, b, act=act, alpha=0.3, gain=1.7, clamp=clamp, impl="ref")
+        y[0, 0, 0] = torch.tensor([0.0, -0.0, 1.3, -1.3]).to(dtype)  # kink, and outputs at the bound
+        y = y.contiguous(memory_format=CL if layout == "channels_last" else torch.contiguous_format)
+        dy = torch.randn(y.shape).to(dtype)
+        dx, db = cpu.bias_act_grad(dy, y, b, 1, act, 0.3, 1.7, clamp, True)
+        assert torch.equal(dx, ba.grad_from_output(dy, y, act, 0.3, 1.7, clamp)) and dx.stride() == y.stride()
+        assert db.dtype == dtype and db.shape == b.shape
+
+
+def test_bias_act_clamp_tie_convention():
+    """At an exact tie |gain * act(x + b)| == clamp the ref (torch.clamp) passes the gradient; the kernels,
+    reading the mask off the saved output, do not (docs/contract.md). Off the tie they agree."""
+    x = torch.tensor([[0.5, 2.0, 3.0, -2.0, -1.0]], requires_grad=True)
+    got = torch.autograd.grad(ops.bias_act(x, None, act="linear", clamp=2.0, impl="cpu").sum(), x)[0]
+    want = torch.autograd.grad(ops.bias_act(x, None, act="linear", clamp=2.0, impl="ref").sum(), x)[0]
+    assert got.tolist() == [[1.0, 0.0, 0.0, 0.0, 1.0]]
+    assert want.tolist() == [[1.0, 1.0, 0.0, 1.0, 1.0]]
+
+
+@pytest.mark.parametrize("act, kind", [("relu", "zero"), ("lrelu", "zero"), ("linear", None), ("swish", "value")])
+def test_bias_act_double_backward_bias_gradient_kind(act, kind):
+    """R1-style double backward: relu/lrelu give the bias a zero tensor (as torch autograd of the ref does,
+    so an optimiser updates it the same way), linear gives none, smooth activations a real value."""
+    torch.manual_seed(10)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    for impl in ("cpu", "ref"):
+        x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        y = ops.bias_act(x @ w, b, act=act, clamp=2.0, impl=impl)
+        (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        (gx ** 2).sum().backward()
+        if kind is None:
+            assert b.grad is None, impl
+        elif kind == "zero":
+            assert b.grad is not None and not b.grad.any(), impl
+        else:
+            assert b.grad is not None and b.grad.abs().max() > 0, impl
+
+
+def test_bias_act_third_order_raises():
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    y = ops.bias_act(x, torch.zeros(3, dtype=torch.float64), act="tanh", impl="cpu")
+    (g1,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    (g2,) = torch.autograd.grad(g1.sum(), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="first and second derivatives only"):
+        torch.autograd.grad(g2.sum(), x)
+
+
+@pytest.mark.parametrize("act", ["lrelu", "swish"])  # gradient from y (torch reduction) and from x (C++ chunks)
+def test_bias_act_deterministic_bias_gradient(act):
+    """With torch.use_deterministic_algorithms(True) the bias gradient is bitwise independent of the number
+    of threads (a fixed-order sum replaces the per-thread chunks of the kernel); dx is elementwise anyway."""
+    torch.manual_seed(11)
+    x = torch.randn(3, 70000).requires_grad_(True)  # several kernel chunks per thread
+    b = torch.randn(3, requires_grad=True)
+    dy = torch.randn(3, 70000)
+
+    def grads():
+        return torch.autograd.grad(ops.bias_act(x, b, dim=0, act=act, clamp=2.5, impl="cpu"), [x, b], dy)
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        free = grads()
+        torch.use_deterministic_algorithms(True)
+        runs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            runs.append(grads())
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+    for dx, db in runs[1:]:
+        assert torch.equal(dx, runs[0][0]) and torch.equal(db, runs[0][1])
+    _close(runs[0][1], free[1], 1e-6, "db")
+
+
 def test_isa_reporting():
     assert cpu.isa() in ("avx512", "avx2", "scalar")
     assert cpu.isa() == _C.isa()
@@ -370,7 +497,7 @@ def test_bias_act_float32_extreme_inputs(act):
     assert torch.equal(torch.isnan(y), torch.isnan(yr))
     fin = ~torch.isnan(yr)
     torch.testing.assert_close(y[fin], yr[fin], rtol=2e-6, atol=1e-30)
-    dx, _ = cpu.bias_act_grad(torch.ones_like(x), x, None, 1, act, 0.2, 1.0, None)
+    dx, _ = cpu.bias_act_grad(torch.ones_like(x), x, None, 1, act, 0.2, 1.0, None, False)
     xr = x.clone().requires_grad_(True)
     (dxr,) = torch.autograd.grad(ref.bias_act(xr, None, 1, act, 0.2, 1.0, None), xr, torch.ones_like(x))
     fin = ~torch.isnan(dxr) & x.isfinite()

@@ -1,14 +1,20 @@
 """The CUDA kernels of csrc/cuda, run on the CPU by the emulation of tests/cuda_emu.py, against ``ref``.
 
 This checks the kernels' index math, tiling, dispatch, vector packs, reductions and derivative
-conventions without a GPU (the torch glue is mirrored in Python by ``EmulatedCuda``). Inputs sit
+conventions without a GPU (the C++ torch glue is mirrored in Python by ``EmulatedCuda``). Inputs sit
 inside NaN-filled buffers and outputs start as NaN, so reads outside the tensors, reads of shared
 memory that was never staged and unwritten outputs all show up as NaN.
+
+The ``cuda_glue`` fixture imports the real ``fastgan.backends.cuda`` over an emulated
+``fastgan._C_cuda``, so the operators ``torch.ops.fastgan.*(..., backend='cuda')`` run the backend's
+Python glue and the registered autograd on the emulated kernels (the router does not look at devices).
 """
 from __future__ import annotations
 
 import importlib
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -16,9 +22,11 @@ import torch
 from fastgan import ops
 from fastgan.backends import ref
 from fastgan.backends.activations import ACTIVATIONS
+from fastgan.backends.library import PRIMITIVES
+from fastgan.backends.prims import bias_act as ba
+from fastgan.backends.prims import filtered_lrelu as flr
+from fastgan.backends.prims.upfirdn2d import UPFIRDN2D
 from fastgan.backends.ref.filtered_lrelu import filtered_lrelu as ref_filtered_lrelu
-from fastgan.ops.bias_act import _BiasAct
-from fastgan.ops.upfirdn2d import _UpFirDn2d
 
 import cuda_emu
 
@@ -34,6 +42,46 @@ def emu():
     k = cuda_emu.EmulatedCuda(lib)
     k.set_sm_count(2)  # few blocks, so grid-stride loops take several trips
     return k
+
+
+def _emulated_extension(emu) -> types.ModuleType:
+    """A stand-in for ``fastgan._C_cuda`` with its pybind signatures (activation codes, not names)."""
+    names = {spec.code: name for name, spec in ACTIVATIONS.items()}
+    ext = types.ModuleType("fastgan._C_cuda")
+    ext.upfirdn2d = lambda x, f, up, down, pad, flip, gain: emu.upfirdn2d(x, f, tuple(up), tuple(down), tuple(pad),
+                                                                          flip, gain)
+    ext.bias_act = lambda x, b, dim, act, *rest: emu.bias_act(x, b, dim, names[act], *rest)
+    ext.bias_act_grad = lambda dy, x, b, dim, act, *rest: emu.bias_act_grad(dy, x, b, dim, names[act], *rest)
+    ext.bias_act_grad2 = lambda g, dy, x, b, dim, act, *rest: emu.bias_act_grad2(g, dy, x, b, dim, names[act], *rest)
+    ext.filtered_lrelu = emu.fused
+    return ext
+
+
+@pytest.fixture(scope="module")
+def cuda_glue(emu):
+    """``fastgan.backends.cuda`` imported over the emulated extension; its kernels are registered for the
+    module's tests and unregistered afterwards."""
+    mods = ("fastgan._C_cuda", "fastgan.backends.cuda", "fastgan.backends.cuda_filtered_lrelu")
+    saved_mods = {m: sys.modules.pop(m, None) for m in mods}
+    package = sys.modules["fastgan.backends"]
+    saved_attrs = {m: package.__dict__.get(m.rsplit(".", 1)[1]) for m in mods[1:]}
+    saved_kernels = {name: dict(p._kernels) for name, p in PRIMITIVES.items()}
+    sys.modules["fastgan._C_cuda"] = _emulated_extension(emu)
+    try:
+        yield importlib.import_module("fastgan.backends.cuda")
+    finally:
+        for m in mods:
+            sys.modules.pop(m, None)
+            if saved_mods[m] is not None:
+                sys.modules[m] = saved_mods[m]
+        for m, attr in saved_attrs.items():
+            name = m.rsplit(".", 1)[1]
+            package.__dict__.pop(name, None)
+            if attr is not None:
+                setattr(package, name, attr)
+        for name, p in PRIMITIVES.items():
+            p._kernels.clear()
+            p._kernels.update(saved_kernels.get(name, {}))
 
 
 def nan_framed(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -132,15 +180,15 @@ def test_upfirdn2d_dispatch(emu):
 
 
 @pytest.mark.parametrize("up,down,kind", [((2, 2), (1, 1), "4x4"), ((1, 1), (2, 2), "sep12"), ((3, 1), (1, 2), "5x3")])
-def test_upfirdn2d_autograd_gradcheck(emu, up, down, kind):
-    """Through the shared autograd of fastgan.ops: first and second order, float64."""
+def test_upfirdn2d_autograd_gradcheck(cuda_glue, up, down, kind):
+    """Through the operator's registered autograd on the cuda glue: first and second order, float64."""
     f = filt(kind)
     fw, fh = (f.shape[0], f.shape[0]) if f.ndim == 1 else (f.shape[1], f.shape[0])
-    pad = (fw // 2, (fw - 1) // 2 + up[0] - 1, fh // 2, (fh - 1) // 2 + up[1] - 1)
+    pad = [fw // 2, (fw - 1) // 2 + up[0] - 1, fh // 2, (fh - 1) // 2 + up[1] - 1]
     x = torch.randn(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
 
     def fn(t):
-        return _UpFirDn2d.apply(t, f, emu, up, down, pad, False, 2.0)
+        return UPFIRDN2D(t, f, list(up), list(down), pad, False, 2.0, backend="cuda")
 
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
@@ -249,25 +297,47 @@ def test_bias_act_unaligned_scalar_path(emu, dtype):
     close(y_unaligned, ref.bias_act(x.double(), b.double(), 1, "swish", 0.0, 1.0, None), dtype, "unaligned")
 
 
-@pytest.mark.parametrize("act,clamp", [("swish", None), ("elu", 0.8), ("lrelu", 0.5), ("tanh", None)])
-def test_bias_act_autograd_gradgradcheck(emu, act, clamp):
-    """Through the shared autograd of fastgan.ops (R1 needs the second order), float64."""
+@pytest.mark.parametrize("act,clamp", [("swish", None), ("elu", 0.8), ("lrelu", 0.5), ("tanh", None),
+                                       ("linear", 0.6), ("relu", None)])
+def test_bias_act_autograd_gradgradcheck(cuda_glue, act, clamp):
+    """Through the operator's registered autograd on the cuda glue (R1 needs the second order), float64.
+
+    lrelu, relu and clamped linear take the gradient from the saved output (PyTorch ops in the glue).
+    """
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(2, 3, 2, 2, dtype=torch.float64, generator=gen).requires_grad_(True)
     b = torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_(True)
     spec = ACTIVATIONS[act]
 
     def fn(t, bias):
-        return _BiasAct.apply(t, bias, emu, 1, act, spec.def_alpha, spec.def_gain, clamp)
+        return ba.BIAS_ACT(t, bias, 1, act, spec.def_alpha, spec.def_gain, clamp, backend="cuda")
 
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
 
-# ---------------------------------------------------------------------------------------------------
-# filtered_lrelu: the fused primitive through the shared autograd of fastgan.ops.filtered_lrelu
+@pytest.mark.parametrize("from_output", [False, True])
+def test_bias_act_cuda_glue_deterministic_db(cuda_glue, from_output):
+    """Under deterministic algorithms db is summed from dx by a fixed-order reduction, not the atomic kernel."""
+    x, b = bias_input((3, 6, 4, 5), 1, torch.float32, seed=12)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(13))
+    saved = ref.bias_act(x, b, 1, "lrelu", 0.2, math.sqrt(2), 1.5) if from_output else x
+    args = (dy, saved, b, 1, "lrelu", 0.2, math.sqrt(2), 1.5, from_output)
+    dx, db = cuda_glue.bias_act_grad(*args)
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        dx_det, db_det = cuda_glue.bias_act_grad(*args)
+        fixed_order = ba.channel_sum(dx, 1, torch.float32)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert torch.equal(dx, dx_det)
+    assert torch.equal(db_det, fixed_order)
+    close(db_det, db, torch.float32, "deterministic db")
 
-flr = importlib.import_module("fastgan.ops.filtered_lrelu")
+
+# ---------------------------------------------------------------------------------------------------
+# filtered_lrelu: the fused primitive through the operators' registered autograd on the cuda glue
 
 # (x shape, fu, fd, up, down, padding (x0, x1, y0, y1), clamp)
 FLR_CASES = [
@@ -280,22 +350,32 @@ FLR_CASES = [
 ]
 
 
-def run_flr(emu, x, b, case):
+def corr(f: torch.Tensor) -> torch.Tensor:
+    """Taps in correlation order, as fastgan.ops.filtered_lrelu passes them (flip_filter=False)."""
+    return f.flip(list(range(f.ndim))).contiguous()
+
+
+def flr_op(x, b, case, gain=1.4, slope=0.2, write_signs=True):
+    """(y, signs) of ``fastgan::filtered_lrelu`` on the cuda glue (``gain`` as the public op takes it)."""
     _, kfu, kfd, up, down, pad, clamp = case
-    fu, fd = filt(kfu), filt(kfd)
-    plan = flr._Plan(x.shape, fu, fd, up, down, pad, 1.4, 0.2, clamp, False)
-    got = flr._FilteredLReLU.apply(x, b, emu, plan)
-    want = ref_filtered_lrelu(x.double(), fu, fd, None if b is None else b.double(), up, down, pad, 1.4, 0.2, clamp,
-                              False)
+    return flr.FILTERED_LRELU(x, b, corr(filt(kfu)), corr(filt(kfd)), up, down, list(pad), gain * up * up, slope,
+                              clamp, write_signs, backend="cuda")
+
+
+def run_flr(x, b, case):
+    _, kfu, kfd, up, down, pad, clamp = case
+    got, _ = flr_op(x, b, case)
+    want = ref_filtered_lrelu(x.double(), filt(kfu), filt(kfd), None if b is None else b.double(), up, down, pad, 1.4,
+                              0.2, clamp, False)
     return got, want
 
 
 @pytest.mark.parametrize("case", FLR_CASES, ids=lambda c: f"{c[1]}-{c[2]}-up{c[3]}-down{c[4]}-clamp{c[6]}")
-def test_filtered_lrelu_matches_ref(emu, case):
+def test_filtered_lrelu_matches_ref(cuda_glue, case):
     gen = torch.Generator().manual_seed(8)
     x = nan_framed(torch.randn(case[0], generator=gen, dtype=torch.float64)).requires_grad_(True)
     b = torch.randn(case[0][1], generator=gen, dtype=torch.float64).requires_grad_(True)
-    got, want = run_flr(emu, x, b, case)
+    got, want = run_flr(x, b, case)
     close(got, want, torch.float64, "forward")
     dy = torch.randn(want.shape, generator=gen, dtype=torch.float64)
     got_dx, got_db = torch.autograd.grad(got, [x, b], dy)
@@ -305,28 +385,26 @@ def test_filtered_lrelu_matches_ref(emu, case):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_filtered_lrelu_low_precision(emu, dtype):
+def test_filtered_lrelu_low_precision(cuda_glue, dtype):
     x = torch.randn(1, 2, 9, 11, generator=torch.Generator().manual_seed(9)).to(dtype)
     b = torch.randn(2).to(dtype)
-    got, want = run_flr(emu, x, b, FLR_CASES[0])
+    got, want = run_flr(x, b, FLR_CASES[0])
     assert got.dtype == dtype
     close(got, want, dtype, f"filtered_lrelu {dtype}")
 
 
 @pytest.mark.parametrize("case", [FLR_CASES[0], FLR_CASES[3]], ids=["sg3", "up4-down2"])
-def test_filtered_lrelu_gradgradcheck(emu, case):
+def test_filtered_lrelu_gradgradcheck(cuda_glue, case):
     x = torch.randn(1, 1, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(10)).requires_grad_(True)
-    _, kfu, kfd, up, down, pad, clamp = case
-    plan = flr._Plan(x.shape, filt(kfu), filt(kfd), up, down, pad, 1.4, 0.2, clamp, False)
 
     def fn(t):
-        return flr._FilteredLReLU.apply(t, None, emu, plan)
+        return flr_op(t, None, case)[0]
 
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
 
 
-def test_filtered_lrelu_sign_codes(emu):
+def test_filtered_lrelu_sign_codes(cuda_glue):
     """The stored 2-bit codes (bit 0: u <= 0, bit 1: clamped; 4 per byte) match the ref intermediate.
 
     With down 1 and no output padding every intermediate value is read, so every code is written.
@@ -334,12 +412,11 @@ def test_filtered_lrelu_sign_codes(emu):
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(2, 2, 9, 10, generator=gen, dtype=torch.float64)
     b = torch.randn(2, generator=gen, dtype=torch.float64)
-    fu, fd = filt("5x3"), filt("4x4")
     up, pad, gain, slope, clamp = 2, (3, 1, 2, 2), 1.4, 0.2, 0.4
-    plan = flr._Plan(x.shape, fu, fd, up, 1, pad, gain, slope, clamp, False)
-    y, signs = plan.forward(emu, x, b, True)
-    u = ref.upfirdn2d(x + b.reshape(1, -1, 1, 1), plan.fu, (up, up), (1, 1), pad, True, 1.0)
-    s = torch.where(u > 0, u, u * slope) * plan.gain
+    case = (x.shape, "5x3", "4x4", up, 1, pad, clamp)
+    y, signs = flr_op(x, b, case, gain, slope)
+    u = ref.upfirdn2d(x + b.reshape(1, -1, 1, 1), corr(filt("5x3")), (up, up), (1, 1), pad, True, 1.0)
+    s = torch.where(u > 0, u, u * slope) * gain * up * up
     codes = (u <= 0).to(torch.uint8) | ((s.abs() > clamp).to(torch.uint8) << 1)
     mid_w = codes.shape[3]
     codes = torch.nn.functional.pad(codes, (0, (-mid_w) % 4)).reshape(*codes.shape[:3], -1, 4)
@@ -348,6 +425,7 @@ def test_filtered_lrelu_sign_codes(emu):
     assert torch.equal(signs, packed)
     assert (codes == 2).any() and (codes == 3).any() and (codes == 1).any()  # every code occurs
     # Without clamping the masked op (the linearisation at the stored codes) reproduces the forward.
-    plan = flr._Plan(x.shape, fu, fd, up, 1, pad, gain, slope, None, False)
-    y, signs = plan.forward(emu, x, b, True)
-    close(plan.masked(emu, x + b.reshape(1, -1, 1, 1), signs, transposed=False), y, torch.float64, "masked")
+    y, signs = flr_op(x, b, case[:-1] + (None,), gain, slope)
+    masked = flr.FILTERED_LRELU_MASKED(x + b.reshape(1, -1, 1, 1), signs, corr(filt("5x3")), corr(filt("4x4")), up, 1,
+                                       list(pad), [0, 0, 0, 0], gain * up * up, slope, backend="cuda")
+    close(masked, y, torch.float64, "masked")

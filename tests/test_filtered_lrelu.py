@@ -73,7 +73,7 @@ def test_matches_ref(backend, geom):
 def test_gradcheck_float64(backend, geom):
     _need(backend)
     if backend == "triton" and not torch.cuda.is_available():
-        pytest.skip("too slow in the Triton interpreter; triton second order is checked by the golden R1 cases")
+        pytest.skip("12-tap geometries are slow in the Triton interpreter; tests/test_contract.py covers triton")
     kw = _geom_args(geom)
     kw["clamp"] = None if kw["clamp"] is None else 3.0
     g = torch.Generator().manual_seed(5)
@@ -122,7 +122,6 @@ def test_bad_input(backend):
         ops.filtered_lrelu(x, fd=f.clone().requires_grad_(True), impl=backend)
 
 
-
 @pytest.mark.cpu_ext
 @pytest.mark.parametrize("level", runnable_isa_levels())
 @pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[5]], ids=["sg3", "2d", "down3"])
@@ -166,10 +165,112 @@ def test_cpu_entry_point_validates():
         op(x, torch.ones(3), f, f, 1, 1, [0, 0, 0, 0], [0, 0, 0, 0], 1.0, 0.2, -1.0, None, False)
 
 
-def test_kernel_lookup_falls_back_only_when_automatic():
-    from fastgan.ops.filtered_lrelu import kernels_for
-    missing = {"cpu": "fastgan.backends.no_such_kernel_module"}
-    assert kernels_for("cpu", None, "op", missing) is None          # auto: ref
-    assert kernels_for("cuda", None, "op", missing) is None         # no cuda/triton kernel either: ref
-    with pytest.raises(backends.BackendUnavailable):
-        kernels_for("cpu", "cpu", "op", missing)                     # asked for explicitly: error
+# ---------------------------------------------------------------------------------------------------
+# Contract cases specific to fastgan::filtered_lrelu / filtered_lrelu_masked (the generic matrix --
+# opcheck, gradcheck, memory format, N = 0, half types, autocast -- is tests/test_contract.py).
+
+from fastgan.backends.prims import filtered_lrelu as prim  # noqa: E402
+
+# 3-tap filters and a tiny image.
+SMALL = dict(up=2, down=2, padding=[2, 1, 2, 1], clamp=0.6, gain=1.4, slope=0.2)
+
+
+def _small_filters():
+    return dict(fu=_taps(3, 0), fd=_taps(3, 1, ndim=2))
+
+
+def _xb(shape=(2, 3, 5, 4), dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape[1], generator=g, dtype=dtype)
+
+
+def _prim_args(x, b, backend):
+    """Arguments of fastgan::filtered_lrelu as the public op builds them for SMALL."""
+    f = _small_filters()
+    return (x, b, f["fu"].flip(0), f["fd"].flip([0, 1]), 2, 2, [2, 1, 2, 1], 1.4 * 4, 0.2, 0.6, True, backend)
+
+
+@pytest.mark.cpu_ext
+def test_contract_explicit_backend_without_kernel_raises(monkeypatch):
+    """A backend without a kernel for the op raises when asked for; 'auto' then runs ref instead."""
+    _need("cpu")
+    x, b = _xb()
+    kw = dict(b=b, **_small_filters(), **SMALL)
+    want = ops.filtered_lrelu(x, impl="ref", **kw)
+    monkeypatch.delitem(prim.FILTERED_LRELU._kernels, "cpu")
+    with pytest.raises(backends.BackendUnavailable, match="fastgan::filtered_lrelu: backend 'cpu' has no kernel"):
+        ops.filtered_lrelu(x, impl="cpu", **kw)
+    with backends.use("cpu"), pytest.raises(backends.BackendUnavailable, match="has no kernel"):
+        ops.filtered_lrelu(x, **kw)
+    with backends.use("auto"):
+        torch.testing.assert_close(ops.filtered_lrelu(x, **kw), want, rtol=0, atol=0)
+
+
+def test_contract_cuda_request_never_falls_back():
+    """'cuda' that cannot run raises BackendUnavailable saying why (no silent triton or ref)."""
+    if backends.available("cuda"):
+        pytest.skip("the cuda backend is usable here")
+    x, b = _xb()
+    if torch.cuda.is_available():
+        with backends.use("cuda"), pytest.raises(backends.BackendUnavailable, match="_C_cuda"):
+            ops.filtered_lrelu(x.cuda(), b=b.cuda())
+    else:
+        with pytest.raises(backends.BackendUnavailable, match="no CUDA device"):
+            prim.FILTERED_LRELU(*_prim_args(x, b, "cuda")[:-1], backend="cuda")
+
+
+@pytest.mark.cpu_ext
+def test_contract_cpu_deterministic():
+    """The cpu kernels and the bias-gradient sum are bitwise reproducible across thread counts, and run
+    under torch.use_deterministic_algorithms(True)."""
+    _need("cpu")
+    g = torch.Generator().manual_seed(9)
+    x, b = torch.randn(2, 5, 24, 24, generator=g), torch.randn(5, generator=g)
+    kw = dict(**_geom_args(GEOMS[0]), impl="cpu")
+
+    def run():
+        xs, bs = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        y = ops.filtered_lrelu(xs, b=bs, **kw)
+        return (y,) + torch.autograd.grad(y, (xs, bs), torch.ones_like(y) * 0.7)
+
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(max(2, threads))
+        torch.use_deterministic_algorithms(True)
+        many = run()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+    for a, e in zip(many, one):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.cpu_ext
+def test_contract_compiles_without_graph_break():
+    """torch.compile(fullgraph=True) traces the op through its fake kernels, forward and backward."""
+    _need("cpu")
+    x, b = _xb((2, 3, 6, 5))
+    kw = dict(impl="cpu", **_small_filters(), **SMALL)
+    fn = lambda x, b: ops.filtered_lrelu(x, b=b, **kw)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = [x.clone().requires_grad_(True), b.clone().requires_grad_(True)]
+    want = [x.clone().requires_grad_(True), b.clone().requires_grad_(True)]
+    yg, yw = compiled(*got), fn(*want)
+    torch.testing.assert_close(yg, yw, rtol=0, atol=0)
+    for a, e in zip(torch.autograd.grad(yg.square().sum(), got), torch.autograd.grad(yw.square().sum(), want)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
+@pytest.mark.cpu_ext
+def test_contract_backward_without_signs_raises():
+    """The operator keeps signs only when asked to; a backward through a forward that kept none says so."""
+    _need("cpu")
+    x, b = _xb(dtype=torch.float64)
+    args = list(_prim_args(x.requires_grad_(True), b, "cpu"))
+    args[10] = False
+    y, signs = prim.FILTERED_LRELU(*args[:-1], backend="cpu")
+    assert signs.numel() == 0
+    with pytest.raises(RuntimeError, match="write_signs=False"):
+        y.sum().backward()

@@ -1,9 +1,12 @@
 """FeatureStats: streaming mean/covariance vs numpy.cov, merging, save format, torch fallback path."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
 import fastgan.metrics.stats as stats_mod
+from fastgan import backends
 from fastgan.metrics import FeatureStats
 
 
@@ -88,23 +91,44 @@ def test_errors():
         FeatureStats(dim=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_center_rows_kernel(dtype):
-    from fastgan.backends.cpu import center_rows_
+def _center_rows_(dst, x, shift, sums):
+    if not backends.available("cpu"):
+        pytest.skip("fastgan._C is not built")
+    torch.ops.fastgan.center_rows_(dst, x, shift, sums, "cpu")
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_center_rows_operator(dtype):
     x = torch.randn(37, 29, dtype=dtype) * 3 + 1
     shift = torch.randn(29, dtype=torch.float64)
     dst = torch.empty(37, 29, dtype=torch.float64)
     sums = torch.arange(29, dtype=torch.float64)
-    center_rows_(dst, x, shift, sums)
+    _center_rows_(dst, x, shift, sums)
     expect = x.double() - shift
     assert torch.equal(dst, expect)                       # widening and one subtraction: exact
     torch.testing.assert_close(sums, torch.arange(29, dtype=torch.float64) + expect.sum(0), rtol=1e-14, atol=1e-12)
+    # schema (mutates dst and sums only), fake kernel, dispatch
+    torch.library.opcheck(torch.ops.fastgan.center_rows_.default, (dst, x, shift, sums, "cpu"))
 
 
-def test_center_rows_kernel_errors():
-    from fastgan.backends.cpu import center_rows_
+def test_center_rows_operator_empty_and_compiled():
+    shift, sums = torch.randn(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    _center_rows_(torch.empty(0, 5, dtype=torch.float64), torch.empty(0, 5), shift, sums)
+    assert torch.equal(sums, torch.ones(5, dtype=torch.float64))
 
+    def step(dst, x, shift, sums):
+        torch.ops.fastgan.center_rows_(dst, x, shift, sums, "cpu")
+        return sums * 2
+
+    x, dst = torch.randn(6, 5), torch.empty(6, 5, dtype=torch.float64)
+    torch._dynamo.reset()
+    got = torch.compile(step, fullgraph=True, backend="aot_eager")(dst, x, shift, sums)
+    torch.testing.assert_close(got, 2 * (1 + (x.double() - shift).sum(0)), rtol=1e-14, atol=1e-12)
+    torch.testing.assert_close(dst, x.double() - shift, rtol=0, atol=0)
+
+
+def test_center_rows_operator_errors():
+    center_rows_ = _center_rows_
     x, shift, sums = torch.randn(4, 3), torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     dst = torch.empty(4, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="dst must be"):
@@ -122,3 +146,34 @@ def test_center_rows_kernel_errors():
     with pytest.raises(ValueError, match="dst must not overlap x"):
         xd = torch.randn(4, 3, dtype=torch.float64)
         center_rows_(xd, xd, shift, sums)
+    with pytest.raises(backends.BackendUnavailable):
+        torch.ops.fastgan.center_rows_(dst, x, shift, sums, "cuda")
+
+
+def test_center_rows_operator_deterministic_mode_is_thread_count_independent():
+    """Under deterministic algorithms the column sums do not depend on the number of threads."""
+    x = torch.randn(4099, 7, generator=torch.Generator().manual_seed(3)) * 100
+    shift = torch.randn(7, dtype=torch.float64)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        with _deterministic():
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                dst, sums = torch.empty(4099, 7, dtype=torch.float64), torch.zeros(7, dtype=torch.float64)
+                _center_rows_(dst, x, shift, sums)
+                results.append(sums)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(r, results[0]) for r in results)
+    torch.testing.assert_close(results[0], (x.double() - shift).sum(0), rtol=1e-13, atol=1e-10)
+
+
+@contextlib.contextmanager
+def _deterministic():
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev)

@@ -6,7 +6,8 @@ import torch
 
 import fastgan.ops as ops
 from fastgan import backends
-from fastgan.ops.conv2d_resample import kernel_conv, weight_gradients_disabled
+from fastgan.backends.kernel_conv import conv_strategy
+from fastgan.ops.conv2d_resample import weight_gradients_disabled
 from fastgan.ops.penalty import dragan, r1_penalty, r2_penalty, wgan_gp
 
 BACKENDS = [pytest.param("ref"), pytest.param("cpu", marks=pytest.mark.cpu_ext)]
@@ -59,8 +60,12 @@ def test_r1_r2_match_direct_formula_and_param_grads(backend, fn):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_no_weight_gradients_keeps_final_gradients_exact():
+@pytest.mark.parametrize("backend", BACKENDS)   # the cpu strategy, and the generic one (named ref here)
+def test_no_weight_gradients_keeps_final_gradients_exact(backend):
     """Kernel-backend convolutions: the inner pass skips dL/dW, the outer gradients are unchanged."""
+    if not backends.available(backend):
+        pytest.skip(f"backend {backend!r} unavailable here")
+    kernel_conv = conv_strategy(backend).conv
     g = torch.Generator().manual_seed(3)
     w1 = torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     w2 = torch.randn(2, 5, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)

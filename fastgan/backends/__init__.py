@@ -23,13 +23,15 @@ from typing import Iterator, Optional
 import torch
 
 from ._loader import BackendUnavailable, load_backend
+from .layout import preferred_memory_format
 
 NAMES = ("ref", "cpu", "triton", "cuda")
 _CHOICES = NAMES + ("auto",)
 
 _scope: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("fastgan_backend", default=None)
 
-__all__ = ["NAMES", "BackendUnavailable", "use", "current", "resolve", "info", "available", "get"]
+__all__ = ["NAMES", "BackendUnavailable", "use", "current", "resolve", "info", "available", "get",
+           "preferred_memory_format"]
 
 
 def _check_name(name: str, what: str) -> str:

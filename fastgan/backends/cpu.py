@@ -1,7 +1,8 @@
 """The ``cpu`` backend: kernel primitives of the C++/OpenMP extension ``fastgan._C``.
 
-The public ops (``fastgan.ops``) validate and normalise arguments and wrap these primitives in
-their autograd functions; the primitives themselves are not differentiable. The C++ entry points
+The public ops (``fastgan.ops``) validate and normalise arguments; the functions here are registered
+as the ``cpu`` kernels of the ``torch.ops.fastgan`` operators, whose autograd lives with their schemas
+in ``fastgan.backends.prims`` (the kernels themselves are not differentiable). The C++ entry points
 (``torch.ops.fastgan_cpu.*``) check their arguments again, so calling them directly is safe.
 """
 from __future__ import annotations
@@ -13,9 +14,10 @@ import torch
 import fastgan._C as _C  # loads the kernels and registers torch.ops.fastgan_cpu.*
 
 from .activations import ACTIVATIONS
+from .prims import bias_act as ba
 from .prims.upfirdn2d import UPFIRDN2D
 
-__all__ = ["isa", "relayout", "as_layout", "center_rows_", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
+__all__ = ["isa", "upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
 _ops = torch.ops.fastgan_cpu
 
@@ -23,36 +25,6 @@ _ops = torch.ops.fastgan_cpu
 def isa() -> str:
     """SIMD level the kernels dispatch to at run time: ``'avx512'``, ``'avx2'`` or ``'scalar'``."""
     return _C.isa()
-
-
-def relayout(x: torch.Tensor, scale: Optional[torch.Tensor] = None, channels_last: bool = False) -> torch.Tensor:
-    """``x * scale[:, :, None, None]`` (or a copy of ``x``) as a new tensor in the requested memory format.
-
-    ``x`` [N, C, H, W] float32/float64, contiguous or channels_last; ``scale`` [N, C] or None. A tiled
-    transpose: several times faster than ``x.contiguous(memory_format=...)`` across layouts.
-    """
-    return _ops.relayout(x, scale, bool(channels_last))
-
-
-def as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """The CPU tensor ``t`` in the requested memory format: ``t`` itself when it already is, float32/64
-    NCHW <-> channels_last through :func:`relayout`, anything else through ``contiguous``."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if t.is_contiguous(memory_format=fmt):
-        return t
-    if t.dim() == 4 and t.dtype in (torch.float32, torch.float64) and (
-            t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)):
-        return relayout(t, None, channels_last)
-    return t.contiguous(memory_format=fmt)
-
-
-def center_rows_(dst: torch.Tensor, x: torch.Tensor, shift: torch.Tensor, sums: torch.Tensor) -> None:
-    """In one pass: ``dst = x - shift`` in float64 and ``sums += dst.sum(0)``.
-
-    ``x`` (N, D) float32/float64 contiguous; ``dst`` (N, D), ``shift`` (D,) and ``sums`` (D,) float64
-    contiguous, none overlapping. The centring step of :class:`fastgan.metrics.FeatureStats`.
-    """
-    _ops.center_rows_(dst, x, shift, sums)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
@@ -72,27 +44,47 @@ def _clamp_arg(clamp: Optional[float]) -> float:
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
              clamp: Optional[float]) -> torch.Tensor:
-    """``y = clamp(gain * act(x + b))`` in one pass; ``b`` [x.shape[dim]] or None; keeps x's memory format."""
-    return _ops.bias_act(x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain), _clamp_arg(clamp))
+    """``y = clamp(gain * act(x + b))`` in one pass; ``b`` [x.shape[dim]] (x's dtype) or None; x's layout."""
+    return _ops.bias_act(ba.dense(x), b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                         _clamp_arg(clamp))
 
 
-def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
-                  gain: float, clamp: Optional[float]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``(dx, db)``: ``dx = dy * gain * act'(x + b)``, zero where the output was clamped; ``db`` is ``dx``
-    summed over every dim but ``dim`` in the same pass (None when ``b`` is None)."""
-    dx, db = _ops.bias_act_grad(dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
-                                    _clamp_arg(clamp))
-    return dx, (db if b is not None else None)
+def bias_act_grad(dy: torch.Tensor, saved: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
+                  alpha: float, gain: float, clamp: Optional[float],
+                  from_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(dx, db)`` of bias_act (see :mod:`fastgan.backends.prims.bias_act`).
+
+    From ``x``: one pass of the C++ kernel, with ``db`` summed in the same pass (in chunks per thread;
+    :func:`~fastgan.backends.prims.bias_act.channel_sum` instead under deterministic algorithms).
+    From the output ``y``: one pass of the modconv epilogue's gradient kernel, which reads the
+    piecewise-constant derivative off ``y``, then ``db`` by ``channel_sum``.
+    """
+    saved = ba.dense(saved)
+    if from_output:
+        bound = -1.0 if clamp is None else ba.saturation(clamp, saved.dtype)
+        dx = _ops.modconv_epilogue_grad(ba.strided_like(dy, saved), saved, ba.negative_slope(act, alpha),
+                                        float(gain), bound)
+        return dx, ba.bias_grad(dx, b, dim)
+    dx, db = _ops.bias_act_grad(dy, saved, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                                _clamp_arg(clamp))
+    if b is not None and torch.are_deterministic_algorithms_enabled():
+        db = ba.channel_sum(dx, dim, b.dtype)  # the kernel's per-thread chunks depend on the thread count
+    return dx, db
 
 
 def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
                    alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
     """``g * dy * gain * act''(x + b)``, zero where the output was clamped (the x-gradient of bias_act_grad)."""
-    return _ops.bias_act_grad2(g, dy, x, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
-                                   _clamp_arg(clamp))
+    return _ops.bias_act_grad2(g, dy, ba.dense(x), b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                               _clamp_arg(clamp))
 
 
 UPFIRDN2D.kernel("cpu")(upfirdn2d)
+ba.BIAS_ACT.kernel("cpu")(bias_act)
+ba.BIAS_ACT_GRAD.kernel("cpu")(bias_act_grad)
+ba.BIAS_ACT_GRAD2.kernel("cpu")(bias_act_grad2)
 
 
 # --- kernel glue modules: each registers its primitives' cpu kernels when imported (one line each) ---
+from . import cpu_adain, cpu_filtered_lrelu  # noqa: E402,F401
+from . import cpu_modconv, cpu_stats  # noqa: E402,F401

@@ -1,29 +1,45 @@
-"""Glue of the CPU adain kernels (``torch.ops.fastgan_cpu.adain_fwd`` / ``cpu_adain_bwd`` in fastgan._C).
+"""The cpu kernels of ``fastgan::adain_forward`` / ``adain_backward`` (``torch.ops.fastgan_cpu.adain_fwd`` /
+``adain_bwd`` in fastgan._C).
 
-The autograd wrappers live in :mod:`fastgan.ops.adain`.
+Imported by :mod:`fastgan.backends.cpu`, which has loaded the extension; registers the kernels when the
+extension has them. The kernels read NCHW planes in float32/float64: other layouts are transposed in
+(half types widened) and results come back NCHW in the compute dtype.
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 
-from . import BackendUnavailable, get
+from .prims import layout as _layout
+from .prims._common import compute_dtype
+from .prims.adain import register_adain
 
-get("cpu")
-if not hasattr(torch.ops.fastgan_cpu, "adain_fwd"):
-    raise BackendUnavailable("fastgan._C was built without adain; rebuild the extension")
+
+def _as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` NCHW or channels_last through the ``fastgan::relayout`` operator's cpu kernel."""
+    return _layout.as_layout(t, channels_last, "cpu")
+
 
 __all__ = ["adain_fwd", "adain_bwd"]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+def _planes(t: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    return _as_layout(t if t.dtype == dt else t.to(dt), channels_last=False)
 
 
-def adain_fwd(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float):
-    """(y, mean, rstd): y in the compute dtype (float32 for half types), stats [N, C]."""
-    return torch.ops.fastgan_cpu.adain_fwd(x.to(_compute_dtype(x.dtype)), scale, bias, eps)
+def adain_fwd(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+              eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, mean, rstd): y [N, C, H, W] and the statistics [N, C]."""
+    return torch.ops.fastgan_cpu.adain_fwd(_planes(x, compute_dtype(x.dtype)), scale, bias, float(eps))
 
 
-def adain_bwd(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor):
-    """(dx, dscale, dbias) of ``sum(y * dy)`` in the compute dtype."""
-    return torch.ops.fastgan_cpu.adain_bwd(dy, x, scale, mean, rstd)
+def adain_bwd(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor,
+              rstd: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dscale, dbias) of ``sum(y * dy)``."""
+    dt = compute_dtype(x.dtype)
+    return torch.ops.fastgan_cpu.adain_bwd(_planes(dy, dt), _planes(x, dt), scale, mean, rstd)
+
+
+if hasattr(torch.ops.fastgan_cpu, "adain_fwd"):
+    register_adain("cpu", adain_fwd, adain_bwd, layout=_as_layout)

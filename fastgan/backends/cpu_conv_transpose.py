@@ -1,30 +1,18 @@
 """Strided transposed convolution on CPU as tiled GEMMs plus a scatter-add (col2im), for the shapes
-where oneDNN's deconvolution is slow.
+where oneDNN's deconvolution is slow (few output channels; :func:`fastgan.backends.cpu_policy.gemm_deconv_pays`
+decides).
 
 ``y[n, s*i + kh, s*j + kw, :] += x[n, i, j, :] @ w[:, :, kh, kw]`` over the input rows, tile by tile:
 one GEMM ``[rows*W, C] @ [C, kh*kw*O]`` into a cache-sized buffer, then kh*kw strided adds into the
-channels_last output. Same FLOPs as the transposed convolution, at GEMM speed. oneDNN's
-deconvolution reaches only 40-75 GFLOP/s here when the layer has few output channels (StyleGAN2's
-upsampling convs at 128x128 and above), against 110-145 for this path; with 256 or more output
-channels oneDNN is as fast or faster and keeps the job (``fastgan bench conv`` measures both).
+channels_last output. Same FLOPs as the transposed convolution, at GEMM speed.
 """
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 
-__all__ = ["applies", "conv_transpose2d"]
+from . import cpu_policy
 
-MAX_OUT_CHANNELS = 128   # at and below this, the GEMM path beats oneDNN's deconvolution on this CPU
-_TILE_M = 2048           # GEMM rows (input positions) per tile
-
-
-def applies(x: torch.Tensor, w: torch.Tensor, stride: int, padding: Tuple[int, int], groups: int) -> bool:
-    """True when :func:`conv_transpose2d` is the faster way to compute ``F.conv_transpose2d`` here."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and w.dtype == x.dtype
-            and groups == 1 and tuple(padding) == (0, 0) and stride > 1 and w.shape[1] <= MAX_OUT_CHANNELS
-            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+__all__ = ["conv_transpose2d"]
 
 
 def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
@@ -41,7 +29,7 @@ def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Ten
     wm = w.permute(0, 2, 3, 1).reshape(c, kh * kw * o)
     oh, ow = stride * (h - 1) + kh, stride * (wd - 1) + kw
     out = torch.zeros(n, oh, ow, o, dtype=x.dtype)
-    rows = max(1, min(h, _TILE_M // wd))
+    rows = max(1, min(h, cpu_policy.GEMM_DECONV_TILE_ROWS // wd))
     buf = torch.empty(rows * wd, kh * kw * o, dtype=x.dtype)
     for img in range(n):
         for r0 in range(0, h, rows):

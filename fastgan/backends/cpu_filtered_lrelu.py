@@ -1,40 +1,43 @@
-"""Glue of the fused CPU filtered_lrelu kernel (``torch.ops.fastgan_cpu.filtered_lrelu`` in fastgan._C).
+"""The cpu kernel of ``fastgan::filtered_lrelu`` (``torch.ops.fastgan_cpu.filtered_lrelu`` in fastgan._C).
 
-Called by the autograd wrappers of :mod:`fastgan.ops.filtered_lrelu` with validated arguments and
-filters already in correlation order. Half types run in float32 and are cast back.
+Imported by :mod:`fastgan.backends.cpu`, which has loaded the extension; registers the kernel when the
+extension has it (an older build without it leaves the operator without a cpu kernel, which then
+raises :class:`~fastgan.backends.BackendUnavailable` when asked for).
 """
 from __future__ import annotations
 
-import logging
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
-from . import BackendUnavailable, get
-from .cpu import as_layout
-
-get("cpu")  # loads fastgan._C (raises BackendUnavailable with the reason when it cannot)
-if not hasattr(torch.ops.fastgan_cpu, "filtered_lrelu"):
-    raise BackendUnavailable("fastgan._C was built without filtered_lrelu; rebuild the extension")
-
-_OP = torch.ops.fastgan_cpu.filtered_lrelu
-_log = logging.getLogger(__name__)
+from .prims import layout as _layout
+from .prims._common import compute_dtype
+from .prims.filtered_lrelu import register_fused
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+def _as_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` NCHW or channels_last through the ``fastgan::relayout`` operator's cpu kernel."""
+    return _layout.as_layout(t, channels_last, "cpu")
+
+
+__all__ = ["fused"]
 
 
 def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torch.Tensor, up: int, down: int,
-          pad1, pad2, gain: float, slope: float, clamp: Optional[float], signs: Optional[torch.Tensor],
-          write_signs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``y = FIR_f2(act(gain * FIR_f1(up(x + b))))``, downsampled; see fastgan/ops/filtered_lrelu.py."""
-    if f1.ndim == 2 or f2.ndim == 2:
-        _log.debug("filtered_lrelu: 2-D filter(s) %s, %s take the generic (non-separable) path",
-                   list(f1.shape), list(f2.shape))
-    dt = _compute_dtype(x.dtype)
-    xc = as_layout(x, channels_last=False) if x.dtype == dt else x.to(dt)   # the kernel reads NCHW planes
+          pad1: Sequence[int], pad2: Sequence[int], gain: float, slope: float, clamp: Optional[float],
+          signs: Optional[torch.Tensor], write_signs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(y, signs) of the fused pipeline (see :func:`fastgan.backends.prims.filtered_lrelu.register_fused`).
+
+    The kernel reads NCHW planes in float32/float64: other layouts are transposed in, half types widened;
+    ``y`` comes back NCHW in the compute dtype.
+    """
+    dt = compute_dtype(x.dtype)
+    xc = _as_layout(x if x.dtype == dt else x.to(dt), channels_last=False)
     bc = None if b is None else b.to(dt)
-    y, s = _OP(xc, bc, f1, f2, up, down, list(pad1), list(pad2), gain, slope, -1.0 if clamp is None else clamp,
-               signs, write_signs)
-    return y.to(x.dtype), s
+    return torch.ops.fastgan_cpu.filtered_lrelu(xc, bc, f1, f2, int(up), int(down), list(pad1), list(pad2),
+                                                float(gain), float(slope), -1.0 if clamp is None else float(clamp),
+                                                signs, bool(write_signs))
+
+
+if hasattr(torch.ops.fastgan_cpu, "filtered_lrelu"):
+    register_fused("cpu", fused, layout=_as_layout)

@@ -1,117 +1,135 @@
-"""cpu-backend epilogue of the modulated convolution: ``torch.ops.fastgan_cpu.modconv_epilogue`` (C++,
-csrc/cpu/modconv_epilogue.cpp) wrapped for autograd.
+"""The cpu backend's convolutions: kernels of ``fastgan::modconv_epilogue*`` and ``fastgan::relayout``
+(from ``torch.ops.fastgan_cpu``) and the cpu :class:`~fastgan.backends.kernel_conv.ConvStrategy`.
 
-``out = clamp(act(y * d[n, c] + noise[n, h, w] + bias[c]) * gain)`` in one pass over ``y``, for
-act in linear / relu / lrelu. :func:`epilogue` returns None when a case is not covered (another
-activation, a non-positive gain, noise that varies over channels, a strided ``y``); the caller then
-composes the generic ops.
+The strategy follows :mod:`fastgan.backends.cpu_policy`: oneDNN convolves channels_last (small NCHW
+images without resampling stay NCHW), the modulation changes layout and dtype in the same pass
+(``relayout`` with a scale), the convolution gradients take the layouts measured fastest, strided
+transposed convolutions with few output channels run as GEMMs, and demodulation, noise, bias,
+activation, gain and clamp are one pass (``modconv_epilogue``; in place outside autograd). Results
+come back in the input's memory format; a result that changes layout with nothing but demodulation
+to apply gets both in one ``relayout`` pass. Imported by :mod:`fastgan.backends.cpu`.
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
 
-from ..ops.fma import unbroadcast
+import fastgan._C  # noqa: F401  (registers torch.ops.fastgan_cpu.*)
 
-_SLOPE = {"linear": lambda alpha: 1.0, "relu": lambda alpha: 0.0, "lrelu": lambda alpha: alpha}
+from . import cpu_policy
+from .cpu_conv_transpose import conv_transpose2d as _gemm_conv_transpose2d
+from .kernel_conv import ConvStrategy, register_conv_strategy
+from .prims.layout import RELAYOUT, as_layout
+from .prims.modconv import EPILOGUE, EPILOGUE_, EPILOGUE_GRAD, check_branch_args
 
+__all__ = ["CpuConv"]
 
-@functools.lru_cache(maxsize=None)
-def available() -> bool:
-    """True when fastgan._C is importable and registers the epilogue ops."""
-    try:
-        import fastgan._C  # noqa: F401  (loading it registers torch.ops.fastgan_cpu.*)
-    except ImportError:
-        return False
-    return hasattr(torch.ops.fastgan_cpu, "modconv_epilogue")
+_raw = torch.ops.fastgan_cpu
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _noise3(noise: Optional[torch.Tensor], y: torch.Tensor) -> Optional[torch.Tensor]:
-    """Channel-broadcast noise as an [N, H, W] view in the accumulation dtype, unit stride along W."""
-    if noise is None:
+def _operand(t: Optional[torch.Tensor], y: torch.Tensor) -> Optional[torch.Tensor]:
+    """An epilogue operand rounded to ``y.dtype``, then widened to the kernel's accumulation dtype."""
+    if t is None:
         return None
+    return t.to(y.dtype).to(torch.float64 if y.dtype == torch.float64 else torch.float32)
+
+
+def _operands(y, d, noise, bias):
+    d, noise, bias = _operand(d, y), _operand(noise, y), _operand(bias, y)
+    if noise is not None and noise.stride(2) != 1:   # the kernel needs unit stride along W only
+        noise = noise.contiguous()
+    return (None if d is None else d.contiguous()), noise, (None if bias is None else bias.contiguous())
+
+
+@EPILOGUE.kernel("cpu")
+def _epilogue(y, d, noise, bias, slope, gain, clamp):
+    check_branch_args("modconv_epilogue", slope, gain)
+    return _raw.modconv_epilogue(y, *_operands(y, d, noise, bias), slope, gain, clamp)
+
+
+@EPILOGUE_.kernel("cpu")
+def _epilogue_inplace(y, d, noise, bias, slope, gain, clamp):
+    check_branch_args("modconv_epilogue_", slope, gain)
+    _raw.modconv_epilogue_(y, *_operands(y, d, noise, bias), slope, gain, clamp)
+
+
+@EPILOGUE_GRAD.kernel("cpu")
+def _epilogue_grad(dout, out, slope, gain, clamp):
+    if dout.stride() != out.stride():   # the kernel walks both in out's order
+        dout = torch.empty_like(out).copy_(dout)
+    return _raw.modconv_epilogue_grad(dout, out, slope, gain, clamp)
+
+
+RELAYOUT.kernel("cpu")(_raw.relayout)
+
+
+def _slope(act: str, alpha: float) -> Optional[float]:
+    """The negative-side slope of an activation the epilogue kernel covers (None: not covered)."""
+    return {"linear": 1.0, "relu": 0.0, "lrelu": float(alpha)}.get(act)
+
+
+def _channel_noise(noise: torch.Tensor, y: torch.Tensor) -> Optional[torch.Tensor]:
+    """``noise`` as the [N, H, W] (broadcast) view the epilogue reads, or None if it varies over channels."""
     n, _, h, w = y.shape
-    nz = noise.to(_acc(y.dtype)).expand(n, 1, h, w)[:, 0]
-    return nz if nz.stride(2) == 1 else nz.contiguous()
-
-
-class _EpilogueGrad(torch.autograd.Function):
-    """``dt = dout * d out / d v``: linear in dout with a piecewise-constant factor taken from ``out``."""
-
-    @staticmethod
-    def forward(ctx, dout, out, alpha, gain, clamp):
-        ctx.save_for_backward(out)
-        ctx.args = (alpha, gain, clamp)
-        if dout.stride() != out.stride():
-            dout = torch.empty_like(out).copy_(dout)
-        return torch.ops.fastgan_cpu.modconv_epilogue_grad(dout, out, *ctx.args)
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return _EpilogueGrad.apply(g, out, *ctx.args), None, None, None, None
-
-
-class _Epilogue(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, d, noise, bias, alpha, gain, clamp):
-        acc = _acc(y.dtype)
-        out = torch.ops.fastgan_cpu.modconv_epilogue(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
-                                                 None if bias is None else bias.to(acc).contiguous(),
-                                                 alpha, gain, clamp)
-        need_y, need_d = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        ctx.save_for_backward(out, y if need_d else None, d if need_y else None)
-        ctx.args = (alpha, gain, clamp)
-        ctx.meta = (None if noise is None else noise.shape, None if bias is None else bias.dtype,
-                    None if d is None else d.dtype, None if noise is None else noise.dtype)
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        out, y, d = ctx.saved_tensors
-        noise_shape, bias_dtype, d_dtype, noise_dtype = ctx.meta
-        dt = _EpilogueGrad.apply(dout, out, *ctx.args)
-        need = ctx.needs_input_grad
-        dy = dd = dnoise = db = None
-        if need[0]:
-            dy = dt if d is None else dt * d.to(dt.dtype).reshape(d.shape[0], d.shape[1], 1, 1)
-        if need[1]:
-            dd = (dt * y).sum(dim=[2, 3], dtype=d_dtype)
-        if need[2]:
-            dnoise = unbroadcast(dt, noise_shape).to(noise_dtype)
-        if need[3]:
-            db = dt.sum(dim=[0, 2, 3], dtype=bias_dtype)
-        return dy, dd, dnoise, db, None, None, None
-
-
-def _channel_broadcast(noise: torch.Tensor, y: torch.Tensor) -> bool:
-    return noise.ndim <= 2 or (noise.ndim <= 4 and noise.shape[-3] == 1 and (noise.ndim < 4 or noise.shape[0] in
-                                                                              (1, y.shape[0])))
-
-
-def epilogue(y: torch.Tensor, d: Optional[torch.Tensor], noise: Optional[torch.Tensor], bias: Optional[torch.Tensor],
-             act: str, alpha: float, gain: float, clamp: Optional[float]) -> Optional[torch.Tensor]:
-    """``clamp(act(y * d + noise + bias) * gain)`` (see the module docstring), or None if not covered."""
-    if act not in _SLOPE or not available() or y.device.type != "cpu":
+    if noise.ndim >= 3 and noise.shape[-3] != 1:
         return None
-    if act != "linear" and gain <= 0:   # the sign of the output must tell the activation's branch
-        return None
-    if noise is not None and not _channel_broadcast(noise, y):
-        return None
-    if not (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)):
-        return None
-    slope = float(_SLOPE[act](alpha))
-    cl = -1.0 if clamp is None else float(clamp)
-    tensors = [t for t in (y, d, noise, bias) if t is not None]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _Epilogue.apply(y, d, noise, bias, slope, float(gain), cl)
-    acc = _acc(y.dtype)
-    return torch.ops.fastgan_cpu.modconv_epilogue_(y, None if d is None else d.to(acc).contiguous(), _noise3(noise, y),
-                                               None if bias is None else bias.to(acc).contiguous(),
-                                               slope, float(gain), cl)
+    return noise.expand(n, 1, h, w)[:, 0]
+
+
+class CpuConv(ConvStrategy):
+    """The cpu backend's :class:`ConvStrategy` (see the module docstring)."""
+
+    memory_format = torch.channels_last
+    grad_layouts = (cpu_policy.DGRAD_CHANNELS_LAST, cpu_policy.WGRAD_CHANNELS_LAST)
+
+    def compute_dtype(self, dtype):
+        return cpu_policy.conv_dtype(dtype)
+
+    def convolve(self, x, w, stride, padding, groups, transpose):
+        if transpose and cpu_policy.gemm_deconv_pays(x, w, stride, padding, groups):
+            return _gemm_conv_transpose2d(x, w, stride)
+        return super().convolve(x, w, stride, padding, groups, transpose)
+
+    def work_layout(self, x, up, down):
+        return cpu_policy.conv_memory_format(x, up, down)
+
+    def to_layout(self, t, fmt):
+        return as_layout(t, fmt == torch.channels_last, self.backend)
+
+    def modulate(self, x, styles, up, down):
+        """One pass: scale the input channels, change to the layout and dtype oneDNN convolves in."""
+        cdt = cpu_policy.conv_dtype(x.dtype)
+        fmt = self.work_layout(x, up, down)
+        if x.dtype == cdt and cdt in (torch.float32, torch.float64):
+            xd = x if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last) else x.contiguous()
+            return RELAYOUT(xd, styles, fmt == torch.channels_last, backend=self.backend)
+        s4 = styles.to(cdt).reshape(x.shape[0], x.shape[1], 1, 1)
+        if torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad):
+            return x.to(dtype=cdt, memory_format=fmt) * s4
+        xs = torch.empty(x.shape, dtype=cdt, device=x.device, memory_format=fmt)
+        return torch.mul(x, s4, out=xs)
+
+    def epilogue(self, y, dcoefs, noise, epilogue, fmt):
+        if noise is None and epilogue.is_identity():
+            if dcoefs is None:
+                return self.to_layout(y, fmt)
+            if y.dtype in (torch.float32, torch.float64) and not y.is_contiguous(memory_format=fmt):
+                return RELAYOUT(y, dcoefs, fmt == torch.channels_last, backend=self.backend)   # demodulate + relayout
+        slope = _slope(epilogue.act, epilogue.alpha)
+        nz = None if noise is None else _channel_noise(noise, y)
+        dense = y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)
+        if (slope is None or slope < 0 or (slope != 1 and epilogue.gain <= 0) or (noise is not None and nz is None)
+                or not dense):
+            return super().epilogue(y, dcoefs, noise, epilogue, fmt)
+        clamp = -1.0 if epilogue.clamp is None else float(epilogue.clamp)
+        args = (y, dcoefs, nz, epilogue.bias, slope, float(epilogue.gain), clamp)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:4]):
+            out = EPILOGUE(*args, backend=self.backend)
+        else:
+            EPILOGUE_(*args, backend=self.backend)
+            out = y
+        return self.to_layout(out, fmt)
+
+
+register_conv_strategy(CpuConv("cpu"))

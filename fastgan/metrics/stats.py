@@ -9,17 +9,21 @@ flops of a general product; the fastest option measured on CPU), elsewhere as a 
 computes only the upper block triangle. Small batches (the extractor's, e.g. 64 rows) are gathered in a
 float64 buffer of up to 4096 rows first: a rank-k update costs a pass over the D x D matrix, so few large
 updates are much faster than many small ones. On the CPU the rows enter the buffer through one fused
-pass (widen to float64, subtract c, add to s; ``torch.ops.fastgan_cpu.center_rows_``) instead of three.
+pass (widen to float64, subtract c, add to s; the operator ``torch.ops.fastgan.center_rows_``) instead of three.
 Only the upper triangle of S is kept up to date; the full matrix (and the covariance) is made when it is
 read, tile by tile in a single pass.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
+
+from .. import backends
+from ..backends.prims.stats import CENTER_ROWS
 
 __all__ = ["FeatureStats"]
 
@@ -37,13 +41,12 @@ def _dsyrk():
     return dsyrk
 
 
-def _center_rows():
-    """The fused CPU centring kernel, or None where the C++ extension is not built."""
-    try:
-        from ..backends.cpu import center_rows_
-    except ImportError:  # pragma: no cover - the extension is built by every install
+def _center_rows() -> Optional[Callable[..., None]]:
+    """``fn(dst, x, shift, sums)``: the fused CPU centring operator, or None where the cpu backend is
+    unavailable (the C++ extension is not built)."""
+    if not backends.available("cpu"):
         return None
-    return center_rows_
+    return functools.partial(CENTER_ROWS, backend="cpu")
 
 
 class FeatureStats:

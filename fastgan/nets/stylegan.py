@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import ops
-from .layers import FullyConnectedLayer, cpu_host_cache, layer_dtype, records_init
+from .layers import FullyConnectedLayer, layer_dtype, records_init
 from .stylegan2 import _check_ws, _GeneratorBase
 
 __all__ = ["Generator", "SynthesisNetwork", "StyleLayer", "mix_styles"]
@@ -102,7 +102,6 @@ class SynthesisNetwork(torch.nn.Module):
         self.torgb_bias = torch.nn.Parameter(torch.zeros([img_channels]))
         self.num_ws = 2 * len(self.block_resolutions)
 
-    @cpu_host_cache
     def forward(self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
                 **_unused: Any) -> torch.Tensor:
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")

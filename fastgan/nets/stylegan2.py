@@ -17,7 +17,7 @@ import torch
 
 from .. import ops
 from .layers import (Conv2dLayer, FullyConnectedLayer, MappingNetwork, activation_format, activation_gain,
-                     cpu_host_cache, fir_filter, layer_dtype, records_init, scaled_clamp)
+                     fir_filter, input_format, layer_dtype, records_init, scaled_clamp)
 
 __all__ = ["Generator", "Discriminator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer",
            "ToRGBLayer", "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer", "FullyConnectedLayer",
@@ -194,9 +194,10 @@ class SynthesisBlock(torch.nn.Module):
 
     def _block_input(self, x: Optional[torch.Tensor], batch: int, dtype: torch.dtype,
                      layout: torch.memory_format) -> torch.Tensor:
-        """The features entering the convolutions: the learned constant (first block) or ``x``."""
+        """The features entering the convolutions: ``x``, or in the first block the learned constant in the
+        network's :func:`input_format`."""
         if not self.in_channels:
-            x = self.const.to(dtype).unsqueeze(0).repeat([batch, 1, 1, 1])
+            x = self.const.unsqueeze(0).repeat([batch, 1, 1, 1]).to(memory_format=input_format(self.const))
         return x.to(dtype=dtype, memory_format=layout)
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
@@ -255,7 +256,6 @@ class SynthesisNetwork(torch.nn.Module):
             self.add_module(f"b{res}", block)
             self.num_ws += block.num_conv + (block.num_torgb if block.is_last else 0)
 
-    @cpu_host_cache
     def forward(self, ws: torch.Tensor, **block_kwargs: Any) -> torch.Tensor:
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")
         ws = ws.float()
@@ -423,7 +423,7 @@ class MinibatchStdLayer(torch.nn.Module):
 class DiscriminatorEpilogue(torch.nn.Module):
     """4x4 head: (fromRGB), minibatch std, conv, fc, out; projection onto the label embedding cmap.
 
-    Always computes in fp32 on NCHW-contiguous features.
+    Always computes in fp32 (in the network's :func:`input_format`).
     """
 
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
@@ -446,14 +446,13 @@ class DiscriminatorEpilogue(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor],
                 force_fp32: bool = False) -> torch.Tensor:
-        nchw32 = dict(dtype=torch.float32, memory_format=torch.contiguous_format)
-        x = x.to(**nchw32)
+        fp32 = dict(dtype=torch.float32, memory_format=input_format(x))
+        x = x.to(**fp32)
         if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(**nchw32))
+            x = x + self.fromrgb(img.to(**fp32))
         if self.mbstd is not None:
             x = self.mbstd(x)
-        x = self.conv(x).to(**nchw32)
-        x = self.out(self.fc(x.flatten(1)))
+        x = self.out(self.fc(self.conv(x).flatten(1)))
         if self.cmap_dim > 0:
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
         return x
@@ -499,7 +498,6 @@ class Discriminator(torch.nn.Module):
         self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=self.cmap_dim, resolution=4, **(epilogue_kwargs or {}),
                                         **shared)
 
-    @cpu_host_cache
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor], update_emas: bool = False,
                 **block_kwargs: Any) -> torch.Tensor:
         expected = (self.img_channels, self.img_resolution, self.img_resolution)
@@ -507,6 +505,7 @@ class Discriminator(torch.nn.Module):
             got = list(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
             raise ValueError(f"Discriminator: img must have shape [N, {', '.join(map(str, expected))}], got {got}")
         x = None
+        img = img.to(memory_format=input_format(img))
         for block in _blocks(self):
             x, img = block(x, img, **block_kwargs)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None

@@ -1,6 +1,8 @@
 """``bias_act``: fused bias, activation, gain and clamp.
 
-Signature-compatible with ``torch_utils.ops.bias_act.bias_act`` of the NVlabs code.
+Signature-compatible with ``torch_utils.ops.bias_act.bias_act`` of the NVlabs code. The kernels, their
+derivatives and what the forward saves for backward are the operators of
+:mod:`fastgan.backends.prims.bias_act`; ``ref`` is the PyTorch composite.
 """
 from __future__ import annotations
 
@@ -11,58 +13,10 @@ import torch
 from .. import backends
 from ..backends import ref
 from ..backends.activations import ACTIVATIONS
+from ..backends.prims import bias_act as _prim
 from ._args import check_float, check_same_device, check_tensor
 
 __all__ = ["bias_act", "ACTIVATIONS"]
-
-
-def _bias_shape(x: torch.Tensor, dim: int):
-    shape = [1] * x.ndim
-    shape[dim] = -1
-    return shape
-
-
-class _BiasAct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, b, kernels, dim, act, alpha, gain, clamp):
-        ctx.save_for_backward(x, b)
-        ctx.args = (kernels, dim, act, alpha, gain, clamp)
-        return kernels.bias_act(x, b, dim, act, alpha, gain, clamp)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, b = ctx.saved_tensors
-        dx, db = _BiasActGrad.apply(dy, x, b, *ctx.args)
-        return dx, (db if b is not None else None), None, None, None, None, None, None
-
-
-class _BiasActGrad(torch.autograd.Function):
-    """``(dx, db)`` of bias_act given ``dy``; differentiable once more (R1 needs it)."""
-
-    @staticmethod
-    def forward(ctx, dy, x, b, kernels, dim, act, alpha, gain, clamp):
-        ctx.save_for_backward(dy, x, b)
-        ctx.args = (kernels, dim, act, alpha, gain, clamp)
-        dx, db = kernels.bias_act_grad(dy, x, b, dim, act, alpha, gain, clamp)
-        if db is None:
-            db = dx.new_zeros(0)
-        return dx, db
-
-    @staticmethod
-    def backward(ctx, g_dx, g_db):
-        dy, x, b = ctx.saved_tensors
-        kernels, dim, act, alpha, gain, clamp = ctx.args
-        g = g_dx
-        if b is not None and g_db is not None and g_db.numel() == b.numel():
-            g = g + g_db.reshape(_bias_shape(x, dim)).to(g.dtype)
-        d_dy = d_x = d_b = None
-        if ctx.needs_input_grad[0]:
-            d_dy = _BiasActGrad.apply(g, x, b, *ctx.args)[0]
-        if ACTIVATIONS[act].smooth and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-            d_x = kernels.bias_act_grad2(g, dy, x, b, dim, act, alpha, gain, clamp)
-            if b is not None and ctx.needs_input_grad[2]:
-                d_b = d_x.sum([i for i in range(x.ndim) if i != dim]).to(b.dtype)
-        return d_dy, d_x, d_b, None, None, None, None, None, None
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
@@ -82,7 +36,10 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
         impl: backend; None defers to ``fastgan.backends``.
 
     Returns:
-        Tensor of the shape, dtype and memory format of ``x``.
+        Tensor of the shape, dtype and memory format of ``x``. A ``b`` of another dtype is rounded to
+        x's dtype first (as the ref does), identically on every backend. Differentiable twice. Where
+        the gradient can be read off the output (relu, lrelu, clamped linear) the kernel backends save
+        the output for backward: modifying it in place before backward raises autograd's error.
     """
     op = "bias_act"
     check_tensor(x, "x", op)
@@ -93,6 +50,8 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     if b is not None:
         check_tensor(b, "b", op, ndim=1)
         check_same_device(b, "b", x, op)
+        if x.ndim == 0:
+            raise ValueError(f"{op}: b needs x with at least one dimension, got a 0-dim x")
         if b.shape[0] != x.shape[dim]:
             raise ValueError(f"{op}: b must have x.shape[{dim}] = {x.shape[dim]} elements, got {b.shape[0]}")
     spec = ACTIVATIONS[act]
@@ -106,4 +65,6 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     name = backends.resolve(impl, x, op)
     if name == "ref":
         return ref.bias_act(x, b, dim, act, alpha, gain, clamp)
-    return _BiasAct.apply(x, b, backends.get(name), dim, act, alpha, gain, clamp)
+    if b is not None and b.dtype != x.dtype:
+        b = b.to(x.dtype)
+    return _prim.BIAS_ACT(x, b, dim, act, alpha, gain, clamp, backend=name)

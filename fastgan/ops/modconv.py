@@ -7,24 +7,29 @@ Signatures follow ``training.networks_stylegan2.modulated_conv2d`` and
 Kernel backends never build per-sample weights: they modulate the activations instead
 (``x * styles`` per input channel), run ONE convolution with the shared weight for the whole batch,
 and apply the demodulation coefficients ``rsqrt(styles**2 @ sum_k(weight**2).T + 1e-8)`` per
-(sample, output channel) in an epilogue together with noise, bias, activation, gain and clamp.
-This is the same function as the grouped-convolution formulation (``fused_modconv=True``) up to
-rounding; ``fused_modconv`` only selects the formulation on the ``ref`` backend.
+(sample, output channel) in an epilogue together with noise, bias, activation, gain and clamp
+(:meth:`fastgan.backends.kernel_conv.ConvStrategy.modulated`, tuned per backend). This is the same
+function as the grouped-convolution formulation (``fused_modconv=True``) up to rounding;
+``fused_modconv`` only selects the formulation on the ``ref`` backend.
+
+Autocast: the convolutions follow it like ``F.conv2d`` does, so under ``torch.autocast`` the result
+has autocast's dtype on every backend (``ref`` included), and the epilogue's operands (demodulation
+coefficients, noise, bias) are rounded to it; otherwise everything has the dtype of ``x``.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
 from .. import backends
 from ..backends.activations import ACTIVATIONS
+from ..backends.kernel_conv import Epilogue, conv_strategy
+from ..backends.prims.layout import memory_format_of
 from ..backends.ref import modconv as _ref
 from ._args import Padding, check_filter, check_float, check_same_device, check_tensor, parse_padding
 from .bias_act import bias_act
-from .conv2d_resample import _int_factor, check_conv_args, conv2d_resample
-from .fma import fma
+from .conv2d_resample import _int_factor, check_conv_args
 
 __all__ = ["modulated_conv2d", "modulated_conv2d_sg3", "modconv_bias_act", "demodulation_coefs"]
 
@@ -74,96 +79,11 @@ def _check_modconv(x, weight, styles, noise, bias, up, down, padding, f, op):
     return f, up, down, pad
 
 
-def _epilogue(name: str, y: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
-              bias: Optional[torch.Tensor], act: str, alpha: float, gain: float,
-              clamp: Optional[float]) -> torch.Tensor:
-    """``clamp(act(y * dcoefs + noise + bias) * gain)`` on backend ``name``; any part may be absent."""
-    if name == "cpu":
-        from ..backends import cpu_modconv
-        out = cpu_modconv.epilogue(y, dcoefs, noise, bias, act, alpha, gain, clamp)
-        if out is not None:
-            return out
-    n, o = y.shape[0], y.shape[1]
-    if dcoefs is not None and noise is not None:
-        y = fma(y, dcoefs.to(y.dtype).reshape(n, o, 1, 1), noise.to(y.dtype), impl=name)
-    elif dcoefs is not None:
-        y = y * dcoefs.to(y.dtype).reshape(n, o, 1, 1)
-    elif noise is not None:
-        y = y + noise.to(y.dtype)
-    return bias_act(y, None if bias is None else bias.to(y.dtype), act=act, alpha=alpha, gain=gain, clamp=clamp,
-                    impl=name)
-
-
 def _sg2_prepare(x, weight, styles, demodulate):
     """(weight, styles, dcoefs) of the SG2 formulation: fp16 pre-normalisation, then [N, O] coefficients."""
     if x.dtype == torch.float16 and demodulate:
         weight, styles = _ref.fp16_prenormalize(weight, styles)
     return weight, styles, (demodulation_coefs(weight, styles) if demodulate else None)
-
-
-def _cpu_conv_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype oneDNN convolves fastest here: half types only where the CPU has native support
-    (AVX512-BF16/AMX/FP16); elsewhere their convolutions are emulated and several times slower than
-    float32, so they are computed in float32 and rounded back."""
-    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.float32
-    if dtype == torch.float16 and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
-        return torch.float32
-    return dtype
-
-
-def _kernel_modconv(name: str, x, weight, styles, dcoefs, noise, up, down, pad, f, flip_weight,
-                    bias=None, act="linear", alpha=0.0, gain=1.0, clamp=None, nchw_out=False) -> torch.Tensor:
-    """Activation-modulated formulation on a kernel backend (see the module docstring). ``nchw_out``
-    asks for an NCHW result where that is free (the cpu backend otherwise returns channels_last)."""
-    dtype = x.dtype
-    plain = _plain_epilogue(name, dtype, noise, bias, act, gain, clamp)
-    if nchw_out and plain and _small_nchw_conv(x, up, down, pad, flip_weight):
-        # small images: oneDNN convolves NCHW faster than channels_last here, and both scalings become
-        # plain per-plane passes instead of layout changes
-        from ..backends.cpu import relayout
-        y = F.conv2d(relayout(x, styles, channels_last=False), weight.to(dtype), padding=(pad[2], pad[0]))
-        return y if dcoefs is None else y.mul_(dcoefs.to(dtype).reshape(y.shape[0], y.shape[1], 1, 1))
-    if name == "cpu":  # oneDNN is fastest on channels_last activations
-        cdt = _cpu_conv_dtype(dtype)
-        s4 = styles.to(cdt).reshape(x.shape[0], x.shape[1], 1, 1)
-        if torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad):
-            xs = x.to(dtype=cdt, memory_format=torch.channels_last) * s4
-        elif x.dtype == cdt and cdt in (torch.float32, torch.float64) and x.is_contiguous():
-            from ..backends.cpu import relayout   # modulate and transpose to channels_last in one tiled pass
-            xs = relayout(x, styles, channels_last=True)
-        else:   # modulate and change layout/dtype in one pass
-            xs = torch.empty(x.shape, dtype=cdt, device=x.device, memory_format=torch.channels_last)
-            torch.mul(x, s4, out=xs)
-    else:
-        xs = x * styles.to(dtype).reshape(x.shape[0], x.shape[1], 1, 1)
-    y = conv2d_resample(xs, weight.to(xs.dtype), f, up=up, down=down, padding=list(pad),
-                        flip_weight=flip_weight, impl=name)
-    if nchw_out and plain and y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last):
-        # demodulate while transposing back to NCHW, for a consumer that reads NCHW planes (SG3's
-        # filtered_lrelu): one pass instead of an in-place epilogue plus a layout copy
-        from ..backends.cpu import relayout
-        return relayout(y, dcoefs, channels_last=False)
-    return _epilogue(name, y.to(dtype), dcoefs, noise, bias, act, alpha, gain, clamp)
-
-
-def _plain_epilogue(name, dtype, noise, bias, act, gain, clamp) -> bool:
-    """True when the epilogue is at most a per-(n, c) scale, on cpu float32/64 outside autograd."""
-    return (name == "cpu" and noise is None and bias is None and act == "linear" and gain == 1.0
-            and clamp is None and dtype in (torch.float32, torch.float64) and not torch.is_grad_enabled())
-
-
-# Largest image (H * W) convolved NCHW by the cpu backend's NCHW-output path. Measured on the CI class
-# of CPU (2 cores, AVX2; SG3 layers, batch 2, 3x3, padding 2): NCHW 130 vs channels_last 107 GFLOP/s
-# at 36x36, 128 vs 120 at 84x84, 119 vs 130 at 148x148.
-NCHW_CONV_MAX_PIXELS = 100 * 100
-
-
-def _small_nchw_conv(x, up, down, pad, flip_weight) -> bool:
-    """Whether a plain (no resampling, symmetric padding, correlation) conv of the NCHW ``x`` runs NCHW
-    on cpu."""
-    return (up == 1 and down == 1 and flip_weight and pad[0] == pad[1] and pad[2] == pad[3]
-            and x.is_contiguous() and x.shape[2] * x.shape[3] <= NCHW_CONV_MAX_PIXELS)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
@@ -185,16 +105,16 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         impl: backend; None defers to ``fastgan.backends``.
 
     Returns:
-        [N, O, H', W'] in the dtype of x (channels_last on the cpu backend).
+        [N, O, H', W'] in the dtype and memory format of x.
     """
     op = "modulated_conv2d"
     f, up, down, pad = _check_modconv(x, weight, styles, noise, None, up, down, padding, resample_filter, op)
     name = backends.resolve(impl, x, op)
     if name == "ref":
-        return _ref.modulated_conv2d(x, weight, styles, noise, up, down, pad, f, bool(demodulate),
-                                     bool(flip_weight), bool(fused_modconv))
+        return _ref.modulated_conv2d(x, weight, styles, noise, up, down, pad, f, bool(demodulate), bool(flip_weight),
+                                     bool(fused_modconv)).contiguous(memory_format=memory_format_of(x))
     weight, styles, dcoefs = _sg2_prepare(x, weight, styles, demodulate)
-    return _kernel_modconv(name, x, weight, styles, dcoefs, noise, up, down, pad, f, bool(flip_weight))
+    return conv_strategy(name).modulated(x, weight, styles, dcoefs, noise, up, down, pad, f, bool(flip_weight))
 
 
 def modconv_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, bias: Optional[torch.Tensor],
@@ -218,7 +138,7 @@ def modconv_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     On the cpu backend everything after the convolution is one pass over the output.
 
     Returns:
-        [N, O, H', W'] in the dtype of x.
+        [N, O, H', W'] in the dtype and memory format of x.
     """
     op = "modconv_bias_act"
     if act not in ACTIVATIONS:
@@ -237,12 +157,12 @@ def modconv_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     name = backends.resolve(impl, x, op)
     if name == "ref":
         y = _ref.modulated_conv2d(x, weight, styles, noise, up, down, pad, f, bool(demodulate), bool(flip_weight),
-                                  bool(fused_modconv))
+                                  bool(fused_modconv)).contiguous(memory_format=memory_format_of(x))
         return bias_act(y, None if bias is None else bias.to(y.dtype), act=act, alpha=alpha, gain=gain,
                         clamp=clamp, impl="ref")
     weight, styles, dcoefs = _sg2_prepare(x, weight, styles, demodulate)
-    return _kernel_modconv(name, x, weight, styles, dcoefs, noise, up, down, pad, f, bool(flip_weight),
-                           bias, act, alpha, gain, clamp)
+    return conv_strategy(name).modulated(x, weight, styles, dcoefs, noise, up, down, pad, f, bool(flip_weight),
+                                         Epilogue(bias, act, alpha, gain, clamp))
 
 
 def _sg3_padding(padding, op: str) -> Union[int, Tuple[int, int]]:
@@ -270,7 +190,7 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
         padding: int or [ph, pw] in ``F.conv2d`` order (SG3 passes ``kernel_size - 1``).
 
     Returns:
-        [N, O, H + 2*ph - kh + 1, W + 2*pw - kw + 1].
+        [N, O, H + 2*ph - kh + 1, W + 2*pw - kw + 1] in the dtype and memory format of x.
     """
     op = "modulated_conv2d_sg3"
     check_conv_args(x, w, 1, op, "w")
@@ -296,12 +216,13 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
         raise ValueError(f"{op}: padding must be >= 0, got {padding!r}")
     name = backends.resolve(impl, x, op)
     if name == "ref":
-        return _ref.modulated_conv2d_sg3(x, w, s, bool(demodulate), pad, input_gain)
+        return _ref.modulated_conv2d_sg3(x, w, s, bool(demodulate), pad, input_gain).contiguous(
+            memory_format=memory_format_of(x))
     if demodulate:
         w = w * w.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         s = s * s.square().mean().rsqrt()
     dcoefs = demodulation_coefs(w, s) if demodulate else None
     if input_gain is not None:  # scales the input channels, i.e. the styles, after demodulation
         s = s * input_gain.expand(n, i)
-    return _kernel_modconv(name, x, w, s, dcoefs, None, 1, 1, (pw, pw, ph, ph), check_filter(None, x, op), True,
-                           nchw_out=True)
+    return conv_strategy(name).modulated(x, w, s, dcoefs, None, 1, 1, (pw, pw, ph, ph), check_filter(None, x, op),
+                                         True)

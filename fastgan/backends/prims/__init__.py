@@ -3,4 +3,4 @@
 Importing this package defines every ``torch.ops.fastgan.*`` operator; the backend modules
 (``fastgan.backends.cpu``, ``.triton``, ``.cuda``) register their kernels on them when imported.
 """
-from . import upfirdn2d  # noqa: F401
+from . import adain, bias_act, filtered_lrelu, layout, modconv, stats, upfirdn2d  # noqa: F401

@@ -17,7 +17,7 @@ _EPS = 1e-8
 
 def _per_sample_weights(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     """[O, I, kh, kw] x [N, I] -> [N, O, I, kh, kw]: input channel i of sample n scaled by styles[n, i]."""
-    return weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
+    return weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, styles.shape[1], 1, 1)
 
 
 def _demodulation(wn: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,9 @@ def _demodulation(wn: torch.Tensor) -> torch.Tensor:
 def _grouped(x: torch.Tensor, wn: torch.Tensor, run) -> torch.Tensor:
     """Apply ``run(x', w', groups)`` to the batch folded into channels: x' [1, N*I, H, W], w' [N*O, I, kh, kw]."""
     n, o = wn.shape[0], wn.shape[1]
-    y = run(x.reshape(1, -1, x.shape[2], x.shape[3]), wn.reshape(n * o, *wn.shape[2:]).to(x.dtype), n)
+    if n == 0:  # no samples, no groups: the empty batch through one (all-zero) filter bank keeps shape and graph
+        return run(x, wn.sum(0).to(x.dtype), 1)
+    y = run(x.reshape(1, n * x.shape[1], x.shape[2], x.shape[3]), wn.reshape(n * o, *wn.shape[2:]).to(x.dtype), n)
     return y.reshape(n, o, y.shape[2], y.shape[3])
 
 
@@ -71,7 +73,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         y = _grouped(x, wn, resample)
         return y if noise is None else y + noise.to(y.dtype)
 
-    y = resample(x * styles.to(x.dtype).reshape(n, -1, 1, 1), weight.to(x.dtype), 1)
+    y = resample(x * styles.to(x.dtype).reshape(n, styles.shape[1], 1, 1), weight.to(x.dtype), 1)
     if dcoefs is not None:
         d = dcoefs.to(y.dtype).reshape(n, o, 1, 1)
         return y * d if noise is None else torch.addcmul(noise.to(y.dtype), y, d)
@@ -94,7 +96,7 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
         s = s * s.square().mean().rsqrt()
     wn = _per_sample_weights(w, s)
     if demodulate:
-        wn = wn * _demodulation(wn).reshape(n, -1, 1, 1, 1)
+        wn = wn * _demodulation(wn).reshape(n, wn.shape[1], 1, 1, 1)
     if input_gain is not None:
         wn = wn * input_gain.expand(n, i).reshape(n, 1, i, 1, 1)
     return _grouped(x, wn, lambda inp, kernel, groups: F.conv2d(inp, kernel, padding=padding, groups=groups))

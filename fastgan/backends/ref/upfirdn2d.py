@@ -15,6 +15,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from ._amp import outside_autocast
+
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
     """The memory format to give tensors derived from ``x`` (channels_last stays channels_last)."""
@@ -63,14 +65,14 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     [N, C, (H*upy + y0 + y1 - fh + downy) // downy, (W*upx + x0 + x1 - fw + downx) // downx].
     """
     (upx, upy), (downx, downy) = up, down
-    z = _insert_zeros(x, upx, upy)
-    z = pad_or_crop(z, pad)
     # scale in the wider of the two dtypes: float32 like NVlabs for float32/16 inputs, float64 for float64
     taps = (f.to(torch.promote_types(f.dtype, x.dtype)) * gain ** (f.ndim / 2)).to(x.dtype)
     # conv2d correlates: a true convolution with f is a correlation with f reversed on every axis
     if not flip_filter:
         taps = taps.flip(list(range(f.ndim)))
-    if f.ndim == 2:
-        return _depthwise(z, taps, (downy, downx))
-    z = _depthwise(z, taps.reshape(1, -1), (1, downx))
-    return _depthwise(z, taps.reshape(-1, 1), (downy, 1))
+    with outside_autocast(x.device):  # like the kernels: computed and returned in x's dtype under autocast
+        z = pad_or_crop(_insert_zeros(x, upx, upy), pad)
+        if f.ndim == 2:
+            return _depthwise(z, taps, (downy, downx))
+        z = _depthwise(z, taps.reshape(1, -1), (1, downx))
+        return _depthwise(z, taps.reshape(-1, 1), (downy, 1))

@@ -1,7 +1,8 @@
 """The ``triton`` backend: Triton kernels for CUDA tensors (or CPU tensors under ``TRITON_INTERPRET=1``).
 
-Kernel primitives called by the shared autograd wrappers in :mod:`fastgan.ops`; arguments arrive
-validated and normalised. Set ``TRITON_INTERPRET=1`` before this module is first imported to run the
+Importing a kernel module registers its functions as the ``triton`` kernels of the
+``torch.ops.fastgan`` operators (autograd lives with the schemas in :mod:`fastgan.backends.prims`);
+arguments arrive validated and normalised. Set ``TRITON_INTERPRET=1`` before this module is first imported to run the
 kernels on CPU tensors with Triton's interpreter (slow; meant for tests).
 """
 try:
@@ -20,3 +21,4 @@ UPFIRDN2D.kernel("triton")(upfirdn2d)
 __all__ = ["upfirdn2d", "bias_act", "bias_act_grad", "bias_act_grad2"]
 
 # --- kernel modules of the other primitives: each registers its triton kernels when imported (one line each) ---
+from . import adain as _adain, filtered_lrelu as _filtered_lrelu  # noqa: E402,F401

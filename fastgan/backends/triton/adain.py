@@ -1,4 +1,6 @@
-"""Triton adain: one program per (n, c) plane; the autograd wrappers live in :mod:`fastgan.ops.adain`.
+"""Triton kernels of ``fastgan::adain_forward`` / ``adain_backward`` (:mod:`fastgan.backends.prims.adain`).
+
+One program per (n, c) plane, reading NCHW planes (other layouts are made contiguous first).
 
 The forward makes a pass for the mean, one for the biased variance of ``x - mean`` (no
 cancellation) and one for ``y``; the backward a pass for ``sum(dy)``, ``sum(dy * (x - mean))``
@@ -10,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..prims.adain import register_adain
 from ._util import INTERPRET, acc_torch_dtype
 
 _BLOCK = 4096 if INTERPRET else 1024
@@ -87,12 +90,15 @@ def adain_fwd(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: flo
 
 
 def adain_bwd(dy: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor):
-    """(dx, dscale, dbias) of ``sum(y * dy)`` in the dtype of ``x`` (already the compute dtype)."""
+    """(dx, dscale, dbias) of ``sum(y * dy)`` in the compute dtype."""
     x = x.contiguous()
     n = x.shape[2] * x.shape[3]
-    dx = torch.empty_like(x)
-    ds = torch.empty(x.shape[:2], dtype=x.dtype, device=x.device)
+    dx = torch.empty(x.shape, dtype=acc_torch_dtype(x.dtype), device=x.device)
+    ds = torch.empty(x.shape[:2], dtype=dx.dtype, device=x.device)
     db = torch.empty_like(ds)
     _bwd[(x.shape[0] * x.shape[1],)](dy.contiguous(), x, scale.contiguous(), mean, rstd, dx, ds, db, n,
                                      BLOCK=_block(n))
     return dx, ds, db
+
+
+register_adain("triton", adain_fwd, adain_bwd)

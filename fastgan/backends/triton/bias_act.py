@@ -14,7 +14,8 @@ import triton
 import triton.language as tl
 
 from ..activations import ACTIVATIONS
-from ._util import INTERPRET, acc_type, dense, needs_int64, strided_like
+from ..prims import bias_act as ba
+from ._util import INTERPRET, acc_type, needs_int64
 
 # Elements per program. The interpreter pays per program, so it gets bigger blocks.
 _BLOCK = 8192 if INTERPRET else 1024
@@ -226,6 +227,24 @@ def _grad2_kernel(g_ptr, dy_ptr, x_ptr, b_ptr, out_ptr, outer, C, inner, n_cb, n
     tl.store(out_ptr + offs, d.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _grad_out_kernel(dy_ptr, y_ptr, dx_ptr, numel, neg_slope: tl.float64, gain: tl.float64, clamp: tl.float64,
+                     HAS_CLAMP: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr, IDX64: tl.constexpr):
+    """dx = dy * gain * (y > 0 ? 1 : neg_slope), zero where |y| >= the clamp bound as stored in y's dtype."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if IDX64:
+        offs = offs.to(tl.int64)
+    mask = offs < numel
+    y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
+    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
+    g_pos = tl.full([], gain, ACC)
+    factor = tl.where(y > 0, g_pos, g_pos * tl.full([], neg_slope, ACC))
+    if HAS_CLAMP:
+        bound = tl.full([], clamp, ACC).to(y_ptr.dtype.element_ty).to(ACC)
+        factor = tl.where(tl.abs(y) < bound, factor, 0.0)
+    tl.store(dx_ptr + offs, (dy * factor).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
 def _pow2_at_most(n: int, cap: int) -> int:
     return max(1, min(triton.next_power_of_2(n), cap))
 
@@ -263,32 +282,50 @@ def _bias_arg(b: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
              clamp: Optional[float]) -> torch.Tensor:
     """``clamp(gain * act(x + b))``; output in the dtype and layout of ``x`` (dense)."""
-    x = dense(x)
+    x = ba.dense(x)
     y = torch.empty_like(x)
     _launch(_fwd_kernel, (x, _bias_arg(b, x), y), x, b, dim, act, alpha, gain, clamp)
     return y
 
 
-def bias_act_grad(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
-                  gain: float, clamp: Optional[float]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``(dx, db)``: ``dx = dy * gain * act'(x + b)``, zero where the output was clamped; ``db`` sums ``dx``
-    over every dimension but ``dim`` (a torch reduction, see docs/kernels.md) or is None without a bias."""
-    x = dense(x)
-    dy = strided_like(dy, x)
-    dx = torch.empty_like(x)
-    _launch(_grad_kernel, (dy, x, _bias_arg(b, x), dx), x, b, dim, act, alpha, gain, clamp)
-    db = None
-    if b is not None:
-        db = dx.sum([i for i in range(x.ndim) if i != dim]).to(b.dtype)
-    return dx, db
+def _grad_from_output(dy: torch.Tensor, y: torch.Tensor, act: str, alpha: float, gain: float,
+                      clamp: Optional[float]) -> torch.Tensor:
+    dx = torch.empty_like(y)
+    numel = y.numel()
+    if numel:
+        _grad_out_kernel[(triton.cdiv(numel, _BLOCK),)](
+            ba.strided_like(dy, y), y, dx, numel, float(ba.negative_slope(act, alpha)), float(gain),
+            float(clamp if clamp is not None else 0.0), HAS_CLAMP=clamp is not None, ACC=acc_type(y.dtype),
+            BLOCK=_BLOCK, IDX64=needs_int64(numel + _BLOCK))
+    return dx
+
+
+def bias_act_grad(dy: torch.Tensor, saved: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str,
+                  alpha: float, gain: float, clamp: Optional[float],
+                  from_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(dx, db)``: ``dx = dy * gain * act'(x + b)``, zero where the output was clamped, computed from
+    ``saved`` = ``x`` or (``from_output``) the output ``y``; ``db`` sums ``dx`` over every dimension but
+    ``dim`` (a torch reduction, see docs/kernels.md) or is empty without a bias."""
+    saved = ba.dense(saved)
+    if from_output:
+        dx = _grad_from_output(dy, saved, act, alpha, gain, clamp)
+    else:
+        dx = torch.empty_like(saved)
+        tensors = (ba.strided_like(dy, saved), saved, _bias_arg(b, saved), dx)
+        _launch(_grad_kernel, tensors, saved, b, dim, act, alpha, gain, clamp)
+    return dx, ba.bias_grad(dx, b, dim)
 
 
 def bias_act_grad2(g: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int,
                    act: str, alpha: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
     """``g * dy * gain * act''(x + b)``, zero where the output was clamped: d(sum(g * dx)) / dx."""
-    x = dense(x)
-    g = strided_like(g, x)
-    dy = strided_like(dy, x)
+    x = ba.dense(x)
     out = torch.empty_like(x)
-    _launch(_grad2_kernel, (g, dy, x, _bias_arg(b, x), out), x, b, dim, act, alpha, gain, clamp)
+    tensors = (ba.strided_like(g, x), ba.strided_like(dy, x), x, _bias_arg(b, x), out)
+    _launch(_grad2_kernel, tensors, x, b, dim, act, alpha, gain, clamp)
     return out
+
+
+ba.BIAS_ACT.kernel("triton")(bias_act)
+ba.BIAS_ACT_GRAD.kernel("triton")(bias_act_grad)
+ba.BIAS_ACT_GRAD2.kernel("triton")(bias_act_grad2)

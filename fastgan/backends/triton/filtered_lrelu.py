@@ -1,4 +1,4 @@
-"""Triton filtered_lrelu: the fused primitive of :mod:`fastgan.ops.filtered_lrelu` in two kernels.
+"""Triton kernel of ``fastgan::filtered_lrelu`` (:mod:`fastgan.backends.prims.filtered_lrelu`) in two passes.
 
 ``_stage1`` computes the activated intermediate image straight from ``x`` (polyphase: only the
 filter taps that meet real, not zero-inserted, samples are visited) and writes the 2-bit signs,
@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..prims.filtered_lrelu import register_fused
 from ._util import INTERPRET, acc_torch_dtype
 
 _BLOCK = 4096 if INTERPRET else 256
@@ -99,7 +100,8 @@ def _stage2(mid_ptr, f_ptr, y_ptr, Hm, Wm, Ho, Wo, total, down, p2x0, p2y0, f2h,
 def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torch.Tensor, up: int, down: int,
           pad1, pad2, gain: float, slope: float, clamp: Optional[float], signs: Optional[torch.Tensor],
           write_signs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``y = FIR_f2(act(gain * FIR_f1(up(x + b))))``, downsampled; see fastgan/ops/filtered_lrelu.py."""
+    """(y, signs) of the fused pipeline (see :func:`fastgan.backends.prims.filtered_lrelu.register_fused`);
+    ``y`` comes back NCHW in the accumulation dtype."""
     x = x.contiguous()
     n, c, h, w = x.shape
     f1h, f1w = (f1.shape[0], f1.shape[-1])
@@ -122,12 +124,16 @@ def fused(x: torch.Tensor, b: Optional[torch.Tensor], f1: torch.Tensor, f2: torc
     prm = torch.tensor([gain, gain * slope, 0.0 if clamp is None else clamp], dtype=acc, device=x.device)
     _stage1[(triton.cdiv(total, _BLOCK // 4),)](
         x, b if b is not None else x, f1.to(device=x.device, dtype=torch.float32).contiguous(), mid, sg, c, h, w, hm,
-        wm, ws, total, up, pad1[0], pad1[2], f1h, f1w, triton.cdiv(f1h, up), triton.cdiv(f1w, up), prm, HAS_B=b is not None, SEP=f1.ndim == 1, READ=read,
-        WRITE=write_signs and not read, CLAMP=clamp is not None, BLOCK=_BLOCK // 4)
+        wm, ws, total, up, pad1[0], pad1[2], f1h, f1w, triton.cdiv(f1h, up), triton.cdiv(f1w, up), prm,
+        HAS_B=b is not None, SEP=f1.ndim == 1, READ=read, WRITE=write_signs and not read, CLAMP=clamp is not None,
+        BLOCK=_BLOCK // 4)
     y = torch.empty(n, c, ho, wo, dtype=acc, device=x.device)
     total = y.numel()
     _stage2[(triton.cdiv(total, _BLOCK),)](
         mid, f2.to(device=x.device, dtype=torch.float32).contiguous(), y, hm, wm, ho, wo, total, down, pad2[0],
         pad2[2], f2h, f2w, SEP=f2.ndim == 1, BLOCK=_BLOCK)
     out_signs = sg if (write_signs and not read) else torch.empty(0, dtype=torch.uint8, device=x.device)
-    return y.to(x.dtype), out_signs
+    return y, out_signs
+
+
+register_fused("triton", fused)
