@@ -3,8 +3,10 @@
 Tolerances (fp32; ``atol`` is relative to the largest golden magnitude of the compared array):
 forward 1e-5 (README: NVlabs itself differs by 4.4e-6 between its fused and unfused paths),
 first-order gradients rtol 1e-4 / atol 1e-4, SG3-R gradients and second-order data rtol 1e-3 / atol 1e-3.
-The images do not depend on other samples of the batch, so SG3 images and gradients w.r.t. ws use the
-first samples only to keep the suite fast.
+SG3 images use the first sample only, to keep the suite fast. SG3 gradients w.r.t. ws use the whole golden
+batch on both CPU backends: the SG3 style normalisation is one scalar over the batch, so only the full
+batch carries the golden rounding, and a pre-activation rounded to the other side of an lrelu kink would
+move the gradient far beyond the tolerance.
 """
 from __future__ import annotations
 
@@ -131,14 +133,24 @@ def test_images(name, backend):
                          f"{name} img/const_unfused", **FWD)
 
 
-@pytest.mark.parametrize("name", G_NETS)
+@pytest.mark.parametrize("name", [n for n in G_NETS if n.startswith("sg2")])
 def test_grad_ws(name):
     G, d = golden_net(name), io(name)
-    n = 1 if name.startswith("sg3") else 4
-    ws = torch.from_numpy(d["ws/psi1"][:n]).requires_grad_(True)
+    ws = torch.from_numpy(d["ws/psi1"]).requires_grad_(True)
     img = G.synthesis(ws, noise_mode="const")
-    (g,) = torch.autograd.grad((img * torch.from_numpy(d["grad/g_img"][:n])).sum(), [ws])
-    assert_close(g, d["grad/ws"][:n], f"{name} grad/ws", **(LOOSE if name == "sg3_G_R" else GRAD))
+    (g,) = torch.autograd.grad((img * torch.from_numpy(d["grad/g_img"])).sum(), [ws])
+    assert_close(g, d["grad/ws"], f"{name} grad/ws", **GRAD)
+
+
+@pytest.mark.parametrize("backend", _backend_params())
+@pytest.mark.parametrize("name", ["sg3_G_T", "sg3_G_R"])
+def test_grad_ws_sg3(name, backend):
+    G, d = golden_net(name), io(name)
+    ws = torch.from_numpy(d["ws/psi1"]).requires_grad_(True)
+    with _use(backend):
+        img = G.synthesis(ws, noise_mode="const")
+        (g,) = torch.autograd.grad((img * torch.from_numpy(d["grad/g_img"])).sum(), [ws])
+    assert_close(g, d["grad/ws"], f"{name} grad/ws ({backend})", **(LOOSE if name == "sg3_G_R" else GRAD))
 
 
 def test_grad_params_sg2():

@@ -31,6 +31,24 @@ _LAYER_KWARGS = _GEOMETRY_KWARGS + ("conv_clamp", "magnitude_ema_beta")
 _FORWARD_KWARGS = ("noise_mode", "force_fp32", "update_emas")
 
 
+def _lane_order_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T + bias`` ([N, K], [O, K], [O] -> [N, O]) summed in one fixed float32 order.
+
+    Each product is rounded, the products of k = l mod 4 accumulate in lane l (k ascending), the lanes
+    combine as (l0 + l2) + (l1 + l3), and the bias comes last. It is the plain linear map, but its rounding
+    no longer depends on which BLAS kernel a machine picks. This is the order of the BLAS kernel that
+    computed the NVlabs golden data, and the [N, 4] input transform feeds the phase of every pixel, so one
+    ulp there changes the whole image (and can move pre-activations across an lrelu kink).
+    """
+    terms = x.unsqueeze(1) * weight.unsqueeze(0)                                    # [N, O, K]
+    terms = torch.nn.functional.pad(terms, (0, -terms.shape[2] % 4))
+    lanes = terms.unflatten(2, (-1, 4)).unbind(2)                                   # K/4 x [N, O, 4]
+    acc = lanes[0]
+    for step in lanes[1:]:
+        acc = acc + step
+    return (acc[..., 0] + acc[..., 2]) + (acc[..., 1] + acc[..., 3]) + bias
+
+
 class MappingNetwork(_MappingNetwork):
     """The StyleGAN3 mapping network: ``num_layers`` lrelu layers of width w_dim (see the SG2 one)."""
 
@@ -74,13 +92,25 @@ class SynthesisInput(torch.nn.Module):
 
     def _sample_transform(self, w: torch.Tensor) -> torch.Tensor:
         """[N, 3, 3]: the learned rotation (about the origin) after the learned translation, then ``transform``."""
-        p = self.affine(w)
+        a = self.affine
+        p = _lane_order_linear(w, a.weight * a.weight_gain, a.bias * a.bias_gain if a.bias_gain != 1 else a.bias)
         p = p / p[:, :2].norm(dim=1, keepdim=True)
         cos, sin, tx, ty = p.unbind(1)
         zero, one = torch.zeros_like(cos), torch.ones_like(cos)
         rotate = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], dim=1).view(-1, 3, 3)
         shift = torch.stack([one, zero, -tx, zero, one, -ty, zero, zero, one], dim=1).view(-1, 3, 3)
         return rotate @ shift @ self.transform.unsqueeze(0)
+
+    def _pixel_centres(self, device: torch.device) -> torch.Tensor:
+        """[H, W, 2]: (x, y) of every pixel centre in sampling-rate units, ``(j + 1/2 - W/2) / sampling_rate``.
+
+        Built by ``affine_grid`` (its [-1, 1] pixel-centre grid scaled by ``size / (2 sampling_rate)``), whose
+        float32 roundings the NVlabs golden images carry."""
+        width, height = (int(v) for v in self.size)
+        rate = float(self.sampling_rate)
+        theta = torch.tensor([[[0.5 * width / rate, 0, 0], [0, 0.5 * height / rate, 0]]], dtype=torch.float32,
+                             device=device)
+        return torch.nn.functional.affine_grid(theta, [1, 1, height, width], align_corners=False)[0]
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if w.ndim != 2 or w.shape[1] != self.w_dim:
@@ -94,13 +124,8 @@ class SynthesisInput(torch.nn.Module):
         rolloff = float(self.sampling_rate) / 2 - float(self.bandwidth)
         amplitude = (1 - (freqs.norm(dim=2) - float(self.bandwidth)) / rolloff).clamp(0, 1)
 
-        width, height = (int(v) for v in self.size)
-        rate = float(self.sampling_rate)
-        dev = w.device
-        gx = (torch.arange(width, device=dev, dtype=torch.float32) + (0.5 - width / 2)) / rate
-        gy = (torch.arange(height, device=dev, dtype=torch.float32) + (0.5 - height / 2)) / rate
-        angle = (gx.view(1, 1, width, 1) * freqs[:, None, None, :, 0]
-                 + gy.view(1, height, 1, 1) * freqs[:, None, None, :, 1]
+        grid = self._pixel_centres(w.device).unsqueeze(2)                             # [H, W, 1, 2]
+        angle = (grid[..., 0] * freqs[:, None, None, :, 0] + grid[..., 1] * freqs[:, None, None, :, 1]
                  + phases[:, None, None, :])                                          # [N, H, W, C]
         features = torch.sin(angle * (2 * math.pi)) * amplitude[:, None, None, :]
         mixed = features @ (self.weight / math.sqrt(self.channels)).t()
@@ -179,8 +204,8 @@ class SynthesisLayer(torch.nn.Module):
             self.magnitude_ema.copy_(power + self.magnitude_ema_beta * (self.magnitude_ema.detach() - power))
         demodulate = not self.is_torgb
         mod = self.affine(w)
-        if not demodulate:   # ToRGB: the equalised-learning-rate gain of its 1x1 weight goes on the styles
-            mod = mod / math.sqrt(self.in_channels * self.conv_kernel ** 2)
+        if not demodulate:   # ToRGB: the equalised-learning-rate gain 1/sqrt(I k^2) of its weight scales the styles
+            mod = mod * (1 / math.sqrt(self.in_channels * self.conv_kernel ** 2))
         dtype = layer_dtype(self.use_fp16, force_fp32, x.device)
         y = ops.modulated_conv2d_sg3(x.to(dtype), self.weight, mod, demodulate=demodulate,
                                      padding=self.conv_kernel - 1, input_gain=self.magnitude_ema.rsqrt())
