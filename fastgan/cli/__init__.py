@@ -7,7 +7,8 @@ import sys
 from typing import List, Optional
 
 # Subcommand modules under fastgan.cli; each registers its parser and sets ``func(args) -> int``.
-COMMANDS = ["info", "bench", "metrics", "fid", "generate", "mix", "interpolate", "convert", "dataset"]
+COMMANDS = ["info", "bench", "metrics", "fid", "generate", "mix", "interpolate", "convert", "dataset", "train",
+            "plot", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

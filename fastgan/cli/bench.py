@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 
-SUITES = ["ops", "metrics", "models", "conv", "filtered"]
+SUITES = ["ops", "metrics", "models", "conv", "filtered", "train"]
 
 
 def add_parser(sub) -> None:

@@ -1,0 +1,56 @@
+"""``fastgan bench train --quick``: the harness runs the trainer's iteration and reports consistent rows.
+
+Timings are not asserted (the host is shared); only the structure and the arithmetic between fields.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from fastgan.bench import train as bench_train
+from fastgan.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two cores shared with other jobs: oversubscribed intra-op threads make tiny nets very slow."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_quick_bench_rows(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    assert main(["bench", "train", "--quick", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    variants = {(r["case"], r["variant"]) for r in rows}
+    sg2, sg3 = "StyleGAN2 8x8 (quick)", "StyleGAN3-T 16x16 (quick)"
+    expected = {(sg2, "cpu fp32"), (sg2, "ref fp32"), (sg3, "cpu fp32"), (sg3, "ref fp32")}
+    if data["native_bf16"]:
+        expected.add((sg2, "cpu bf16"))
+    assert variants == expected
+    assert ("bf16: native" in text) == data["native_bf16"]
+    for r in rows:
+        assert r["sec_per_kimg"] > 0 and r["img_per_s"] == pytest.approx(1000 / r["sec_per_kimg"])
+        assert 0 <= r["data_share"] <= 1
+        ms = r["ms_per_step"]
+        phases = {"Gmain", "Greg", "Dmain", "Dreg"} if r["case"] == sg2 else {"Gboth", "Dmain", "Dreg"}
+        assert set(ms) == {"data", "EMA", "ADA", "other"} | phases
+        assert all(v >= 0 and math.isfinite(v) for v in ms.values())
+        if r["backend"] == "ref":
+            assert r["speedup_vs_ref"] == 1.0
+        assert r["case"] in text
+    assert data["steps_per_round"] == 2 and data["rounds"] == 2
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(bench_train, "_cpu_flags", lambda: {"flags": "fpu sse avx2 avx512f"})
+    assert bench_train.native_bf16() == (False, "the CPU lists neither avx512_bf16 nor amx_bf16")
+    monkeypatch.setattr(bench_train, "_cpu_flags", lambda: {"flags": "avx512f avx512_bf16 amx_bf16"})
+    assert bench_train.native_bf16() == (True, "amx_bf16, avx512_bf16")
