@@ -37,3 +37,13 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         if callspec is not None and any(_has_cuda_device(v) for v in callspec.params.values()):
             item.add_marker(pytest.mark.gpu)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny training runs: on 2 shared cores, oversubscribed threads
+    make tiny networks very slow (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,13 +17,7 @@ from fastgan.train.config import TrainConfig
 from fastgan.train.curves import Panel, Series, nice_ticks, read_jsonl, render_png, run_panels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other jobs: oversubscribed intra-op threads make tiny nets very slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -68,13 +68,7 @@ def tensors(module: torch.nn.Module):
     return {k: v.detach().clone() for k, v in list(module.named_parameters()) + list(module.named_buffers())}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other jobs: oversubscribed intra-op threads make tiny nets very slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
