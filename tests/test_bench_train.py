@@ -8,19 +8,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from fastgan.bench import train as bench_train
 from fastgan.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: oversubscribed intra-op threads make tiny nets very slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_quick_bench_rows(tmp_path, capsys):

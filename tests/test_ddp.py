@@ -17,9 +17,10 @@ from fastgan.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastgan.train.config import TrainConfig
 from fastgan.train.distributed import free_port
 from fastgan.train.trainer import Callback, Trainer
-from test_trainer import one_thread, write_tiny_zip  # noqa: F401 (one_thread: autouse fixture)
+from test_trainer import write_tiny_zip
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 class SharedLatentTrainer(Trainer):
@@ -119,9 +120,7 @@ def test_hung_rank_ends_the_run_with_a_clear_error(tmp_path):
     cfg = TrainConfig(outdir=str(tmp_path), run_dir=str(run_dir), data=str(data), cfg="tiny", gpus=2, batch=4,
                       kimg=0.04, tick=1.0, snap=100, metrics="none", workers=0, grid="4x2", aug="noaug",
                       dist_timeout=10)
-    t0 = time.time()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):   # the rank-1 sleep outlasts the 10 s collective timeout
         Trainer(cfg, [HangOnRank1()]).fit()
-    assert time.time() - t0 < 100                                    # ended by the timeout, not by the sleep
     log = (run_dir / "log.txt").read_text()
     assert "rank 0/2: gradient all-reduce failed (another rank died, hung or diverged; timeout 10 s)" in log
