@@ -8,14 +8,14 @@ R1 double backward: AOTAutograd's compiled backward is not itself differentiable
 "torch.compile with aot_autograd does not currently support double backward", from
 ``torch/_functorch/_aot_autograd/runtime_wrappers.py``), so the R1 penalty's second backward is tested on
 the ``eager`` dynamo backend (full-graph capture, plain autograd; on the ref backend, see that test), and
-a strict xfail pins the limitation (it fails as soon as a PyTorch release lifts it). StyleGAN3 is not
-covered here yet.
+a strict xfail pins the limitation (it fails as soon as a PyTorch release lifts it). StyleGAN3 uses the
+StyleGAN2 discriminator, so its compile tests cover the two generator configs (T, R).
 """
 import pytest
 import torch
 
 from fastgan import backends
-from fastgan.nets import precision, stylegan2
+from fastgan.nets import precision, stylegan2, stylegan3
 from fastgan.nets.layers import layer_dtype
 
 pytestmark = pytest.mark.slow
@@ -71,6 +71,41 @@ def test_generator_compiles_fullgraph_forward_backward(architecture, device):
     _close(got[0], want[0])
     for g, w in zip(got[1], want[1]):
         _close(g, w)
+
+
+def _sg3_generator(config: str, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    extra = dict(conv_kernel=1, use_radial_filters=True) if config == "R" else {}
+    return stylegan3.Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
+                               channel_max=16, num_fp16_res=0, mapping_kwargs={"num_layers": 2}, **extra).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("config", ["T", "R"])
+def test_stylegan3_generator_compiles_fullgraph_forward_backward(config, device):
+    G = _sg3_generator(config, device)
+    z = torch.randn(2, G.z_dim, device=device)
+    params = [p for p in G.parameters()]
+    with backends.use(_backend(device)):
+        want = _forward_backward(G, (z, None), {}, params)
+        got = _forward_backward(torch.compile(G, fullgraph=True, backend="aot_eager"), (z, None), {}, params)
+    _close(got[0], want[0])
+    for g, w in zip(got[1], want[1]):
+        _close(g, w)
+
+
+def test_stylegan3_magnitude_ema_update_under_compile():
+    """``update_emas=True`` mutates the layers' magnitude_ema buffers; the compiled call must do the same."""
+    G = _sg3_generator("T", torch.device("cpu"))
+    twin = _sg3_generator("T", torch.device("cpu"))
+    z = torch.randn(2, G.z_dim)
+    with torch.no_grad(), backends.use(_backend(torch.device("cpu"))):
+        want = G(z, None, update_emas=True)
+        got = torch.compile(twin, fullgraph=True, backend="aot_eager")(z, None, update_emas=True)
+    _close(got, want)
+    for (name, a), (_, b) in zip(G.named_buffers(), twin.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=0, msg=name)
+    assert float(getattr(G.synthesis, G.synthesis.layer_names[0]).magnitude_ema) != 1.0   # the update ran
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +167,15 @@ def test_generator_compiles_with_inductor():
         got = torch.compile(G.synthesis, fullgraph=True)(ws, noise_mode="const")
     _close(got, want)
     assert got.is_contiguous() and got.dtype == torch.float32
+
+
+@pytest.mark.parametrize("config", ["T", "R"])
+def test_export_stylegan3_synthesis(config):
+    G = _sg3_generator(config, torch.device("cpu")).eval()
+    with torch.no_grad(), backends.use(_backend(torch.device("cpu"))):
+        ws = G.mapping(torch.randn(2, G.z_dim), None)
+        synthesis = torch.export.export(G.synthesis, (ws,)).module()
+        _close(synthesis(ws), G.synthesis(ws))
 
 
 def test_export_generator():

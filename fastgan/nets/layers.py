@@ -17,10 +17,9 @@ import torch
 
 from .. import ops
 from ..backends.activations import ACTIVATIONS
-from ._host_cache import cpu_host_cache
 from ._policy import activation_format, input_format, layer_dtype, precision
 
-__all__ = ["records_init", "cpu_host_cache", "normalize_2nd_moment", "precision", "layer_dtype",
+__all__ = ["records_init", "normalize_2nd_moment", "precision", "layer_dtype",
            "activation_format", "input_format", "activation_gain", "scaled_clamp", "fir_filter",
            "FullyConnectedLayer", "Conv2dLayer", "MappingNetwork"]
 

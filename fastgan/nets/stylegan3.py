@@ -17,7 +17,7 @@ import torch
 
 from .. import ops
 from .filter_design import design_lowpass_filter
-from .layers import FullyConnectedLayer, MappingNetwork as _MappingNetwork, cpu_host_cache, layer_dtype, records_init
+from .layers import FullyConnectedLayer, MappingNetwork as _MappingNetwork, layer_dtype, records_init
 from .sg3_schedule import as_size, layer_resampling, synthesis_schedule
 from .stylegan2 import _GeneratorBase, _check_ws
 
@@ -73,6 +73,7 @@ class SynthesisInput(torch.nn.Module):
         self.w_dim = w_dim
         self.channels = channels
         self.size = as_size(size, "SynthesisInput: size")
+        self._width, self._height = (int(v) for v in self.size)   # Python ints: constants when traced
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
         if not 0 < bandwidth <= sampling_rate / 2:
@@ -106,7 +107,7 @@ class SynthesisInput(torch.nn.Module):
 
         Built by ``affine_grid`` (its [-1, 1] pixel-centre grid scaled by ``size / (2 sampling_rate)``), whose
         float32 roundings the NVlabs golden images carry."""
-        width, height = (int(v) for v in self.size)
+        width, height = self._width, self._height
         rate = float(self.sampling_rate)
         theta = torch.tensor([[[0.5 * width / rate, 0, 0], [0, 0.5 * height / rate, 0]]], dtype=torch.float32,
                              device=device)
@@ -161,6 +162,7 @@ class SynthesisLayer(torch.nn.Module):
         self.out_channels = out_channels
         self.in_size = as_size(in_size, "SynthesisLayer: in_size")
         self.out_size = as_size(out_size, "SynthesisLayer: out_size")
+        self._in_shape = (in_channels, int(self.in_size[1]), int(self.in_size[0]))   # [C, H, W] as Python ints
         self.in_sampling_rate = in_sampling_rate
         self.out_sampling_rate = out_sampling_rate
         self.in_cutoff = in_cutoff
@@ -195,7 +197,7 @@ class SynthesisLayer(torch.nn.Module):
         """x [N, in_channels, in_h, in_w], w [N, w_dim] -> [N, out_channels, out_h, out_w].
 
         ``noise_mode`` is accepted for NVlabs call compatibility and ignored (StyleGAN3 has no noise)."""
-        expect = (self.in_channels, int(self.in_size[1]), int(self.in_size[0]))
+        expect = self._in_shape
         if x.ndim != 4 or tuple(x.shape[1:]) != expect:
             raise ValueError(f"SynthesisLayer: x must have shape [N, {', '.join(map(str, expect))}], "
                              f"got {list(x.shape)}")
@@ -270,15 +272,14 @@ class SynthesisNetwork(torch.nn.Module):
         for row in table.layers:
             setattr(self, row.name, SynthesisLayer(w_dim=w_dim, **row.layer_kwargs(), **layer_kwargs))
 
-    @cpu_host_cache
     def forward(self, ws: torch.Tensor, **layer_kwargs: Any) -> torch.Tensor:
         """ws [N, num_ws, w_dim]; keywords ``noise_mode`` (ignored), ``force_fp32``, ``update_emas``."""
         _check_forward_kwargs(layer_kwargs, "SynthesisNetwork")
         _check_ws(ws, self.num_ws, self.w_dim, "SynthesisNetwork")
         first, *rest = ws.float().unbind(dim=1)
         x = self.input(first)
-        for layer, w in zip(map(self.get_submodule, self.layer_names), rest):
-            x = layer(x, w, **layer_kwargs)
+        for name, w in zip(self.layer_names, rest):
+            x = getattr(self, name)(x, w, **layer_kwargs)
         scaled = x if self.output_scale == 1 else x.mul(self.output_scale)
         return scaled.float()
 
