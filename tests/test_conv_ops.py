@@ -48,11 +48,17 @@ def test_conv2d_resample_gradgradcheck(geom, backend):
 
 
 @pytest.mark.cpu_ext
+@pytest.mark.parametrize("wgrad_cl", [False, True], ids=["wgrad-nchw", "wgrad-cl"])
+@pytest.mark.parametrize("dgrad_cl", [False, True], ids=["dgrad-nchw", "dgrad-cl"])
 @pytest.mark.parametrize("geom", [C2R_GEOMS[1], C2R_GEOMS[2], C2R_GEOMS[6]], ids=["up2-groups", "down2", "up2down2"])
-def test_conv2d_resample_third_order_matches_ref(geom):
+def test_conv2d_resample_third_order_matches_ref(geom, dgrad_cl, wgrad_cl, monkeypatch):
     """The cpu backend's hand-written double backward (_ConvGrad) is itself differentiable: third-order
-    derivatives of a scalar function of x and w equal those of ref's autograd (float64)."""
+    derivatives of a scalar function of x and w equal those of ref's autograd (float64), with the
+    gradients computed in either layout (the policy picks one per CPU class)."""
     _need("cpu")
+    from fastgan.backends import cpu_policy
+    monkeypatch.setattr(cpu_policy, "DGRAD_CHANNELS_LAST", dgrad_cl)
+    monkeypatch.setattr(cpu_policy, "WGRAD_CHANNELS_LAST", wgrad_cl)
     k, up, down, padding, groups, flip_weight = geom
     f = F1331.double()
     results = {}

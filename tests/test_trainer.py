@@ -18,7 +18,7 @@ from fastgan.train.config import TrainConfig, resolve_config
 from fastgan.train.ema import ema_beta, update_ema
 from fastgan.train.grids import grid_size, save_image_grid, to_grid
 from fastgan.train.runlog import format_time, status_line
-from fastgan.train.trainer import Callback, Trainer
+from fastgan.train.trainer import Callback, Trainer, _nonfinite_count
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -230,6 +230,13 @@ def test_config_json_roundtrip(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ EMA, ADA, grids
+@pytest.mark.parametrize("values, bad", [([1.0, -2.0, 0.5], 0), ([1.0, float("nan"), float("inf"), 2.0], 2),
+                                         ([float("-inf")], 1), ([3e38, 3e38, -1.0], 0)])
+def test_nonfinite_count_is_exact(values, bad):
+    # the last case: the fast path's float32 sum overflows to inf, the exact count then finds no bad element
+    assert _nonfinite_count(torch.tensor(values, dtype=torch.float32)) == bad
+
+
 def test_ema_beta_is_a_half_life():
     assert ema_beta(32, 0, 10, 0.05) == 0.0                     # first step with ramp-up: exact copy
     beta = ema_beta(32, 10 ** 9, 10, 0.05)
@@ -437,6 +444,30 @@ def test_worker_processes_feed_the_same_batches(tmp_path, tiny_zip):
     runs = [Trainer(tiny_config(tmp_path, tiny_zip, workers=w, kimg=0.012)) for w in (0, 2)]
     for t in runs:
         t.fit()
+    for a, b in zip(runs[0].G.state_dict().values(), runs[1].G.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.cpu_ext
+@pytest.mark.parametrize("workers", [0, 2])
+def test_host_cache_arena_covers_the_steps_and_changes_no_result(tmp_path, tiny_zip, workers):
+    """``host_cache=True``: the steps run inside the arena (with forked loader workers too), the allocator
+    is torch's again after the run, and the networks end bitwise equal to a run without it."""
+    from fastgan.backends import host_cache
+
+    if not host_cache.available():
+        pytest.skip("the cpu extension (fastgan._C) is not built")
+    seen = []
+
+    class Probe(Callback):
+        def on_step(self, trainer):
+            seen.append(host_cache.stats()["installed"])
+
+    runs = [Trainer(tiny_config(tmp_path, tiny_zip, kimg=0.012, host_cache=on, workers=workers), [Probe()])
+            for on in (False, True)]
+    for t in runs:
+        t.fit()
+    assert seen == [False] * 3 + [True] * 3 and not host_cache.stats()["installed"]
     for a, b in zip(runs[0].G.state_dict().values(), runs[1].G.state_dict().values()):
         assert torch.equal(a, b)
 

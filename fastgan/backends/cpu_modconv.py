@@ -81,7 +81,10 @@ class CpuConv(ConvStrategy):
     """The cpu backend's :class:`ConvStrategy` (see the module docstring)."""
 
     memory_format = torch.channels_last
-    grad_layouts = (cpu_policy.DGRAD_CHANNELS_LAST, cpu_policy.WGRAD_CHANNELS_LAST)
+
+    @property
+    def grad_layouts(self):
+        return cpu_policy.DGRAD_CHANNELS_LAST, cpu_policy.WGRAD_CHANNELS_LAST   # read per call: re-tunable
 
     def compute_dtype(self, dtype):
         return cpu_policy.conv_dtype(dtype)

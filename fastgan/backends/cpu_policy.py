@@ -32,9 +32,11 @@ GEMM_DECONV_TILE_ROWS = 2048
 ``fastgan bench conv``, rows ``policy deconv tile=...``."""
 
 DGRAD_CHANNELS_LAST = True
-WGRAD_CHANNELS_LAST = False
-"""Layouts of the convolution gradients: the data gradient channels_last, the weight gradient NCHW
-(oneDNN's weight-gradient kernel is slower on channels_last activations). Measured by
+WGRAD_CHANNELS_LAST = torch.backends.cpu.get_cpu_capability() != "AVX2"
+"""Layouts of the convolution gradients: the data gradient channels_last; the weight gradient
+channels_last where oneDNN has AVX-512 kernels, NCHW on AVX2-only CPUs (whose channels_last
+weight-gradient kernel runs at half the speed, which outweighs relaying the activations and output
+gradient to NCHW; with AVX-512 both layouts run alike and the relayouts are pure cost). Measured by
 ``fastgan bench conv``, rows ``policy dgrad`` and ``policy wgrad`` (backends ``cpu/nchw``, ``cpu/cl``)."""
 
 # Half types convolve natively only where the CPU has AVX512-BF16/AMX/FP16; elsewhere oneDNN emulates

@@ -115,6 +115,8 @@ OPTIONS: List[Tuple[str, Any, Optional[str], str]] = [
     ("compat", "choice", None, "fastgan (default) or nvlabs: reproduce the NVlabs quirks of training-spec §7"),
     ("allow_tf32", "bool", None, "allow TF32 matmul/convolutions on CUDA"),
     ("nobench", "bool", None, "disable the cuDNN benchmark"),
+    ("host_cache", "bool", None, "CPU: reuse freed activation buffers across steps (a host-cache arena for the "
+                                 "training thread; fewer page faults, more resident memory)"),
 ]
 
 

@@ -66,7 +66,10 @@ class TrainConfig:
     numbered one; a run dir holding checkpoints is continued), ``g_kwargs``/``d_kwargs`` (merged last into the
     network kwargs), ``grid`` ('GWxGH' image-grid size override), ``metrics_detector``/``metrics_num_gen``
     (Inception weights path, generated-image count override), ``dist_timeout`` (seconds before a hung rank
-    ends the run), ``device`` ('auto', 'cpu', 'cuda'), ``compat`` ('fastgan' or 'nvlabs').
+    ends the run), ``device`` ('auto', 'cpu', 'cuda'), ``compat`` ('fastgan' or 'nvlabs'), ``host_cache`` (CPU:
+    run the training loop inside :func:`fastgan.backends.host_cache.arena`, so freed activation buffers are
+    reused instead of page-faulted in again at every step; off unless asked for, since it replaces torch's
+    CPU allocator for the training thread while the run lasts).
     """
 
     outdir: str = "training-runs"
@@ -122,6 +125,7 @@ class TrainConfig:
     compat: str = "fastgan"
     allow_tf32: bool = False
     nobench: bool = False
+    host_cache: bool = False
 
     # -- (de)serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -248,7 +252,7 @@ def _check_type(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
             raise TypeError(f"{name} must be an int or None, got {type(v).__name__}")
-    for name in ("mirror", "cond", "export_nvlabs_state", "dry_run", "allow_tf32", "nobench"):
+    for name in ("mirror", "cond", "export_nvlabs_state", "dry_run", "allow_tf32", "nobench", "host_cache"):
         if not isinstance(getattr(cfg, name), bool):
             raise TypeError(f"{name} must be a bool, got {type(getattr(cfg, name)).__name__}")
     for name in ("kimg", "tick", "p", "target", "r2_gamma", "label_smoothing", "glr", "dlr", "pl_weight",

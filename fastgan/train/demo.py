@@ -38,6 +38,7 @@ class DemoSettings:
 
     ``kimg`` caps the run; the wall-clock budget (``minutes`` of :func:`main`) normally ends it first.
     ``eval_kimg`` is the interval of network snapshots, each scored by the digits classifier.
+    ``precision`` is the trainer's (``fp32``, or ``bf16`` autocast-style layers).
     """
     resolution: int = 16
     cbase: int = 2048
@@ -51,6 +52,7 @@ class DemoSettings:
     kimg: float = 20.0
     eval_kimg: float = 2.0
     judge_epochs: int = 12
+    precision: str = "fp32"
 
 
 @dataclass
@@ -69,13 +71,13 @@ class DemoResult:
 
 def demo_config(data: Union[str, Path], outdir: Union[str, Path], settings: DemoSettings, seed: int) -> TrainConfig:
     """The ``TrainConfig`` of the demo run: a small conditional StyleGAN2 (SG3-style ``stylegan2`` recipe
-    with the sizes of ``settings``), no augmentation, fp32, a 10x10 grid (one row per class), no Inception
+    with the sizes of ``settings``), no augmentation, ``settings.precision``, a 10x10 grid (one row per class), no Inception
     metrics (the classifier scores the snapshots instead)."""
     return TrainConfig(
         outdir=str(outdir), data=str(data), cfg="stylegan2", cond=True, gpus=1, batch=settings.batch,
         mbstd_group=settings.mbstd_group, cbase=settings.cbase, cmax=settings.cmax, map_depth=settings.map_depth,
         glr=settings.glr, dlr=settings.dlr, gamma=settings.gamma, kimg=settings.kimg, tick=settings.eval_kimg,
-        snap=1, aug="noaug", metrics="none", precision="fp32", seed=seed, workers=0, grid="10x10",
+        snap=1, aug="noaug", metrics="none", precision=settings.precision, seed=seed, workers=0, grid="10x10",
         keep_checkpoints=1, desc="demo", g_kwargs={"z_dim": 64, "w_dim": 64})
 
 

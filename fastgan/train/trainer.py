@@ -50,7 +50,7 @@ __all__ = ["Trainer", "Callback", "plan_run"]
 # Options a continued run takes from the new invocation; everything else comes from the checkpoint.
 CONTINUE_OVERRIDES = ("outdir", "data", "kimg", "tick", "snap", "metrics", "workers", "keep_checkpoints",
                       "checkpoint_every_steps", "max_bad_steps", "max_rollbacks", "export_nvlabs_state", "grid",
-                      "metrics_detector", "metrics_num_gen", "dist_timeout", "device", "dry_run")
+                      "metrics_detector", "metrics_num_gen", "dist_timeout", "device", "dry_run", "host_cache")
 
 
 class Callback:
@@ -145,6 +145,14 @@ def _load_buffers(module: torch.nn.Module, buffers: Dict[str, torch.Tensor]) -> 
 
 def _all_finite(tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if torch.is_tensor(t) and t.is_floating_point())
+
+
+def _nonfinite_count(flat: torch.Tensor) -> int:
+    """Number of NaN/inf elements of ``flat``: one reduction when there are none (a sum of finite values
+    is finite unless it overflows, and an overflow falls through to the exact count)."""
+    if bool(torch.isfinite(flat.sum())):
+        return 0
+    return int(flat.numel() - torch.isfinite(flat).sum().item())
 
 
 class Trainer:
@@ -457,7 +465,7 @@ class Trainer:
         flat = dist_utils.all_reduce_gradients(env, params)
         bad = 0
         if flat is not None:
-            bad = int(flat.numel() - torch.isfinite(flat).sum().item())
+            bad = _nonfinite_count(flat)
             if bad and self.config.compat == "nvlabs":
                 for p in params:
                     torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
@@ -520,6 +528,21 @@ class Trainer:
             self.bad_steps = 0
 
     def _train(self) -> None:
+        with self._allocator():
+            self._train_loop()
+
+    def _allocator(self):
+        """``host_cache.arena()`` when asked for (``host_cache``) on a CPU run; otherwise torch's allocator."""
+        if not (self.config.host_cache and self.env.device.type == "cpu"):
+            return contextlib.nullcontext()
+        from ..backends import host_cache
+
+        if not host_cache.available():
+            self._log("host_cache: the cpu extension (fastgan._C) is not built; using torch's allocator")
+            return contextlib.nullcontext()
+        return host_cache.arena()
+
+    def _train_loop(self) -> None:
         cfg, rc = self.config, self.rc
         self.tick_start_time = time.time()
         every = cfg.checkpoint_every_steps
