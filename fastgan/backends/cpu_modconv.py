@@ -82,9 +82,8 @@ class CpuConv(ConvStrategy):
 
     memory_format = torch.channels_last
 
-    @property
-    def grad_layouts(self):
-        return cpu_policy.DGRAD_CHANNELS_LAST, cpu_policy.WGRAD_CHANNELS_LAST   # read per call: re-tunable
+    def grad_layouts(self, w, padding, transpose):
+        return cpu_policy.DGRAD_CHANNELS_LAST, cpu_policy.wgrad_channels_last(w.shape[2:], padding, transpose)
 
     def compute_dtype(self, dtype):
         return cpu_policy.conv_dtype(dtype)

@@ -15,7 +15,7 @@ import torch
 from .prims.layout import memory_format_of
 
 __all__ = ["NCHW_CONV_MAX_PIXELS", "GEMM_DECONV_MAX_OUT_CHANNELS", "GEMM_DECONV_TILE_ROWS", "DGRAD_CHANNELS_LAST",
-           "WGRAD_CHANNELS_LAST", "conv_dtype", "conv_memory_format", "gemm_deconv_pays"]
+           "WGRAD_CHANNELS_LAST", "conv_dtype", "conv_memory_format", "gemm_deconv_pays", "wgrad_channels_last"]
 
 NCHW_CONV_MAX_PIXELS = 100 * 100
 """Largest image (H * W) whose plain convolution (no resampling) of an NCHW input runs NCHW; larger
@@ -34,10 +34,22 @@ GEMM_DECONV_TILE_ROWS = 2048
 DGRAD_CHANNELS_LAST = True
 WGRAD_CHANNELS_LAST = torch.backends.cpu.get_cpu_capability() != "AVX2"
 """Layouts of the convolution gradients: the data gradient channels_last; the weight gradient
-channels_last where oneDNN has AVX-512 kernels, NCHW on AVX2-only CPUs (whose channels_last
-weight-gradient kernel runs at half the speed, which outweighs relaying the activations and output
-gradient to NCHW; with AVX-512 both layouts run alike and the relayouts are pure cost). Measured by
-``fastgan bench conv``, rows ``policy dgrad`` and ``policy wgrad`` (backends ``cpu/nchw``, ``cpu/cl``)."""
+channels_last where oneDNN has AVX-512 kernels (there both layouts run alike, and relaying channels_last
+activations and output gradients to NCHW is pure cost), except for padding wider than the kernel's half
+(:func:`wgrad_channels_last`); NCHW on AVX2-only CPUs, whose channels_last weight-gradient kernel runs at
+half the speed. Measured by ``fastgan bench conv``, rows ``policy dgrad`` and ``policy wgrad`` (backends
+``cpu/nchw``, ``cpu/cl``), and ``python benchmarks/cpu_train_ab.py`` for whole training steps."""
+
+
+def wgrad_channels_last(kernel_size: Sequence[int], padding: Sequence[int], transpose: bool) -> bool:
+    """Whether the weight gradient of a convolution with this kernel (kh, kw) and padding (ph, pw) runs
+    channels_last: :data:`WGRAD_CHANNELS_LAST`, but NCHW when a padding exceeds ``(k - 1) // 2`` (the
+    StyleGAN3 layers pad by ``k - 1``), where oneDNN's channels_last weight gradient runs at about half
+    the speed of its NCHW one even on AVX-512."""
+    if not WGRAD_CHANNELS_LAST:
+        return False
+    wide = any(p > (k - 1) // 2 for p, k in zip(padding, kernel_size))
+    return transpose or not wide
 
 # Half types convolve natively only where the CPU has AVX512-BF16/AMX/FP16; elsewhere oneDNN emulates
 # them, much slower than float32.

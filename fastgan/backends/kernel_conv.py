@@ -122,14 +122,14 @@ class _Conv(torch.autograd.Function):
 
 def _conv_grads(dy, x, w, args: ConvArgs, need_x: bool, need_w: bool, backend: str):
     """``(dx, dw)`` of the convolution (None where not needed), in the layouts the backend's strategy
-    asks for (:attr:`ConvStrategy.grad_layouts`)."""
+    asks for (:meth:`ConvStrategy.grad_layouts`)."""
     stride, padding, groups, transpose = args
 
     def grads(dy_, x_, mask):
         return torch.ops.aten.convolution_backward(
             dy_, x_, w, None, [stride, stride], list(padding), [1, 1], transpose, [0, 0], groups, mask + [False])
 
-    layouts = conv_strategy(backend).grad_layouts
+    layouts = conv_strategy(backend).grad_layouts(w, padding, transpose)
     if layouts is None:
         dx, dw, _ = grads(dy, x, [need_x, need_w])
         return (dx if need_x else None), (dw if need_w else None)
@@ -181,16 +181,20 @@ class _ConvGrad(torch.autograd.Function):
 class ConvStrategy:
     """The generic convolution strategy of kernel backend ``backend`` (see the module docstring).
 
-    Subclasses override the hooks below; the class attributes describe the backend:
-    ``memory_format`` is the activation layout its convolutions run fastest in, ``grad_layouts`` the
-    (data-gradient, weight-gradient) layouts as channels_last flags (None: as they come).
+    Subclasses override the hooks below; ``memory_format`` is the activation layout the backend's
+    convolutions run fastest in.
     """
 
     memory_format: torch.memory_format = torch.contiguous_format
-    grad_layouts: Optional[Tuple[bool, bool]] = None
 
     def __init__(self, backend: str):
         self.backend = backend
+
+    def grad_layouts(self, w: torch.Tensor, padding: Sequence[int],
+                     transpose: bool) -> Optional[Tuple[bool, bool]]:
+        """(data-gradient, weight-gradient) layouts of a convolution with weight ``w`` and ``padding``
+        (ph, pw) as channels_last flags; None: the gradients take the layouts their inputs come in."""
+        return None
 
     # -- primitives -------------------------------------------------------------------------------
     def conv(self, x: torch.Tensor, w: torch.Tensor, stride: int, padding: Sequence[int], groups: int,

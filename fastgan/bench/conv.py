@@ -136,18 +136,22 @@ def _deconv_rows(n: int, c: int, res: int, outs, tiles, repeat: int) -> List[Dic
 
 
 def _grad_rows(n: int, c: int, res: int, repeat: int) -> List[Dict]:
-    """``DGRAD_CHANNELS_LAST`` / ``WGRAD_CHANNELS_LAST``: the data and the weight gradient of a 3x3
-    convolution with activations and output gradient NCHW (``cpu/nchw``) or channels_last (``cpu/cl``)."""
+    """``DGRAD_CHANNELS_LAST`` / ``WGRAD_CHANNELS_LAST`` / ``wgrad_channels_last``: the data and the weight
+    gradient of a 3x3 convolution with activations and output gradient NCHW (``cpu/nchw``) or
+    channels_last (``cpu/cl``), at padding 1 and (weight gradient) padding 2, the StyleGAN3 layers'."""
     g = torch.Generator().manual_seed(5)
     w = torch.randn(c, c, 3, 3, generator=g)
-    x, dy = torch.randn(n, c, res, res, generator=g), torch.randn(n, c, res, res, generator=g)
-    flops = 2 * n * c * c * 9 * res * res
+    x = torch.randn(n, c, res, res, generator=g)
     rows = []
-    for case, mask in (("policy dgrad", [True, False, False]), ("policy wgrad", [False, True, False])):
+    for case, mask, pad in (("policy dgrad", [True, False, False], 1), ("policy wgrad", [False, True, False], 1),
+                            ("policy wgrad pad=2", [False, True, False], 2)):
+        out = res + 2 * pad - 2
+        dy = torch.randn(n, c, out, out, generator=g)
+        flops = 2 * n * c * c * 9 * out * out
         for label, fmt in (("cpu/nchw", torch.contiguous_format), ("cpu/cl", torch.channels_last)):
             xf, dyf = x.contiguous(memory_format=fmt), dy.contiguous(memory_format=fmt)
             t = median_seconds(lambda: torch.ops.aten.convolution_backward(
-                dyf, xf, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask), repeat=repeat, warmup=1)
+                dyf, xf, w, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, mask), repeat=repeat, warmup=1)
             rows.append(_row(case, x.shape, label, t, flops))
     return rows
 

@@ -16,9 +16,8 @@ steps: lazy regularisation amortised exactly), with the variants taking turns
 (:func:`fastgan.bench.interleaved_medians`). Reported per variant: sec/kimg and img/s (median round), the
 speed-up vs ref, and the mean per-step breakdown: data (the loader runs in the main process,
 ``workers=0``), each phase (Gmain, Greg, Dmain, Dreg or Gboth), EMA and the ADA update (timed on their
-own; ADA runs every 4 steps) and the rest (latents, labels, bookkeeping). Every variant trains with
-``host_cache=True`` (``fastgan train --host-cache``: freed buffers are reused across steps instead of being
-page-faulted in again) where the cpu extension is built, so the ratios compare backends, not allocators.
+own; ADA runs every 4 steps) and the rest (latents, labels, bookkeeping). Every variant trains with the
+trainer's defaults, torch's own allocator included (no ``--host-cache``).
 """
 from __future__ import annotations
 
@@ -42,7 +41,6 @@ from . import interleaved_medians, median_seconds
 __all__ = ["run", "native_bf16", "cpu_model"]
 
 ROUND_STEPS = 16          # one R1 step (interval 16) and four path-length steps (interval 4) per round
-_ARENA = backends.available("cpu")   # every variant trains with --host-cache where the extension is built
 
 
 def _cpu_flags() -> Dict[str, str]:
@@ -170,8 +168,7 @@ def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int,
     res = options.pop("resolution")
     data = _write_dataset(workdir / f"data{res}", res)
     config = TrainConfig(outdir=str(workdir / "runs"), data=str(data), kimg=1e6, tick=1e6, snap=1000000,
-                         metrics="none", workers=0, precision="fp32", grid="2x2", keep_checkpoints=1,
-                         host_cache=_ARENA, **options)
+                         metrics="none", workers=0, precision="fp32", grid="2x2", keep_checkpoints=1, **options)
     probe = _Probe(lambda tr, pr: _bench_case(tr, pr, variants, rounds, steps))
     trainer = Trainer(config, [probe])
     with contextlib.redirect_stdout(io.StringIO()):
@@ -236,10 +233,10 @@ def run(quick: bool = False, repeat: int = 3) -> Tuple[str, Dict]:
     isa = backends.get("cpu").isa() if backends.available("cpu") else "none (fastgan._C not built)"
     lines = [f"machine: {cpu_model()}, torch threads {torch.get_num_threads()}, fastgan cpu kernels: {isa}",
              f"bf16: {'native (' + why + '): timed' if bf16 else 'not timed: ' + why}",
-             "allocator: " + ("host-cache arena (--host-cache) for every variant" if _ARENA else "torch's"),
+             "allocator: torch's (the trainer's default, no --host-cache)",
              f"{rounds} alternating rounds of {steps} steps per variant (medians)"
              + ("; --quick: tiny nets, 2-step rounds (regularisation not amortised)" if quick else ""),
              *_table(rows)]
     return "\n".join(lines), {"rows": rows, "native_bf16": bf16, "bf16_note": why, "rounds": rounds,
-                              "steps_per_round": steps, "cpu": cpu_model(), "host_cache": _ARENA,
+                              "steps_per_round": steps, "cpu": cpu_model(),
                               "max_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
