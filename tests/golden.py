@@ -37,6 +37,12 @@ def manifest() -> dict:
     return json.loads((root / "manifest.json").read_text()) if root else {"ops": {}, "networks": {}}
 
 
+def golden_network(name: str) -> dict:
+    """The manifest record of golden network ``name``; skips the test when the golden data is absent."""
+    require_golden()
+    return manifest()["networks"][name]
+
+
 @functools.lru_cache(maxsize=None)
 def npz(name: str) -> Dict[str, np.ndarray]:
     with np.load(require_golden() / name) as z:

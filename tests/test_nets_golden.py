@@ -21,7 +21,7 @@ import fastgan
 from fastgan import backends
 from fastgan.nets import network_class
 
-from golden import assert_close, manifest, npz, require_golden
+from golden import assert_close, golden_network, manifest, npz, require_golden
 
 G_NETS = ["sg2_G_c0_skip", "sg2_G_c5_skip", "sg2_G_c0_resnet", "sg2_G_c0_orig", "sg3_G_T", "sg3_G_R"]
 D_NETS = ["sg2_D_c0_resnet", "sg2_D_c5_resnet"]
@@ -88,7 +88,7 @@ def test_state_dict_names_and_shapes(name):
     spec = json.loads((require_golden() / f"{name}.json").read_text())
     net = network_class(fastgan_class(spec["class_name"]))(**spec["init_kwargs"])
     ours = {k: list(v.shape) for k, v in net.state_dict().items()}
-    golden = manifest()["networks"][name]["state_dict"]
+    golden = golden_network(name)["state_dict"]
     assert list(ours) == list(golden), f"names/order differ: {sorted(set(ours) ^ set(golden))}"
     assert ours == golden
 
@@ -96,7 +96,7 @@ def test_state_dict_names_and_shapes(name):
 @pytest.mark.parametrize("name", G_NETS)
 def test_generator_attributes(name):
     G = golden_net(name)
-    kw = manifest()["networks"][name]["init_kwargs"]
+    kw = golden_network(name)["init_kwargs"]
     assert (G.z_dim, G.c_dim, G.w_dim, G.img_resolution, G.img_channels) == \
         (kw["z_dim"], kw["c_dim"], kw["w_dim"], kw["img_resolution"], kw["img_channels"])
     assert G.num_ws == io(name)["ws/psi1"].shape[1]

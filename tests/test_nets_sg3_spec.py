@@ -25,7 +25,7 @@ from fastgan.nets import stylegan3
 from fastgan.nets.filter_design import design_lowpass_filter, jinc_lowpass, kaiser_beta, sinc_lowpass
 from fastgan.nets.sg3_schedule import layer_resampling, synthesis_schedule
 
-from golden import assert_close, manifest, npz
+from golden import assert_close, golden_network, npz
 from test_nets_golden import golden_net, io as golden_io
 
 # ----------------------------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_design_lowpass_filter_identity_and_errors():
 @pytest.mark.parametrize("name", ["sg3_G_T", "sg3_G_R"])
 def test_filters_match_golden_buffers(name):
     """Each golden layer's up/down filter equals the design for that layer's schedule row."""
-    kw = manifest()["networks"][name]["init_kwargs"]
+    kw = golden_network(name)["init_kwargs"]
     sd = npz(f"{name}.state_dict.npz")
     sched = synthesis_schedule(kw["img_resolution"], kw["img_channels"], channel_base=kw["channel_base"],
                                channel_max=kw["channel_max"], num_fp16_res=kw["num_fp16_res"],
@@ -539,7 +539,7 @@ def test_train_py_recorded_kwargs_build_and_run(tmp_path, cfg, c_dim, fp32):
     torch.manual_seed(1)
     G = stylegan3.Generator(**kw).eval().requires_grad_(False)
     golden = "sg3_G_T" if cfg == "t" else "sg3_G_R"
-    layer_keys = [k.split(".")[1] for k in manifest()["networks"][golden]["state_dict"]
+    layer_keys = [k.split(".")[1] for k in golden_network(golden)["state_dict"]
                   if k.endswith(".magnitude_ema")]
     assert G.synthesis.layer_names == layer_keys
     layers = [getattr(G.synthesis, n) for n in G.synthesis.layer_names]

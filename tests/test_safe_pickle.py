@@ -16,7 +16,7 @@ import fastgan
 from fastgan.serialize import PersistentRecord, UnsafePickleError, read_pickle, safe_load
 from fastgan.serialize.safe_pickle import record_state_dict
 
-from golden import npz
+from golden import golden_network, npz
 from nvlabs_pickle import ADA_SRC, SG2_SRC, SG3_SRC, nvlabs_globals, record, snapshot_bytes
 from test_nets_golden import golden_net, io as golden_io, manifest
 
@@ -45,7 +45,7 @@ def test_record_state_dict_is_the_golden_state_dict(tmp_path, protocol):
     assert type(data["training_set_kwargs"]) is dict  # EasyDict became a plain dict
     rec = data["G_ema"]
     assert isinstance(rec, PersistentRecord) and rec.class_name == "Generator"
-    assert rec.init_kwargs == manifest()["networks"]["sg2_G_c0_skip"]["init_kwargs"]
+    assert rec.init_kwargs == golden_network("sg2_G_c0_skip")["init_kwargs"]
     sd = record_state_dict(rec)
     gold = npz("sg2_G_c0_skip.state_dict.npz")
     assert list(sd) == list(gold)
@@ -185,7 +185,7 @@ def test_numpy_and_set_values_survive(tmp_path):
 def test_stylegan2_ada_pickle_with_synthesis_kwargs(tmp_path):
     """StyleGAN2-ADA's training/networks.py: synthesis kwargs in a nested dict (lineage defaults:
     tests/test_snapshots.py)."""
-    kw = dict(manifest()["networks"]["sg2_G_c0_skip"]["init_kwargs"])
+    kw = dict(golden_network("sg2_G_c0_skip")["init_kwargs"])
     syn = {k: kw.pop(k) for k in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp")}
     G = golden_net("sg2_G_c0_skip")
     data = snapshot_bytes(G, None, {**kw, "synthesis_kwargs": syn}, module_src=ADA_SRC)
