@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from cpu_isa import runnable_isa_levels
+from cpu_isa import assert_same_for_any_thread_count, runnable_isa_levels
 
 import fastgan.ops as ops
 from fastgan import backends
@@ -172,18 +172,7 @@ def test_adain_contract_cpu_deterministic():
         y = ops.adain(xs, ss, bs, impl="cpu")
         return (y,) + torch.autograd.grad(y, (xs, ss, bs), g)
 
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.set_num_threads(1)
-        one = run()
-        torch.set_num_threads(max(2, threads))
-        torch.use_deterministic_algorithms(True)
-        many = run()
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
-    for a, e in zip(many, one):
-        assert torch.equal(a, e)
+    assert_same_for_any_thread_count(run)
 
 
 @pytest.mark.cpu_ext

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from cpu_isa import runnable_isa_levels
+from cpu_isa import assert_same_for_any_thread_count, runnable_isa_levels
 
 import fastgan.ops as ops
 from fastgan import backends
@@ -233,18 +233,7 @@ def test_contract_cpu_deterministic():
         y = ops.filtered_lrelu(xs, b=bs, **kw)
         return (y,) + torch.autograd.grad(y, (xs, bs), torch.ones_like(y) * 0.7)
 
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.set_num_threads(1)
-        one = run()
-        torch.set_num_threads(max(2, threads))
-        torch.use_deterministic_algorithms(True)
-        many = run()
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
-    for a, e in zip(many, one):
-        assert torch.equal(a, e)
+    assert_same_for_any_thread_count(run)
 
 
 @pytest.mark.cpu_ext
