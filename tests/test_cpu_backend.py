@@ -356,6 +356,33 @@ def test_bias_act_grad_bad_input():
         torch.ops.fastgan_cpu.bias_act_grad(torch.ones(2, 3, dtype=torch.int32), x, None, 1, 2, 0.2, 1.0, -1.0)
     with pytest.raises(ValueError, match="g must have the shape of x"):
         torch.ops.fastgan_cpu.bias_act_grad2(torch.randn(6), x, x, None, 1, 3, 0.0, 1.0, -1.0)
+    grad_y = torch.ops.fastgan_cpu.bias_act_grad_y
+    with pytest.raises(ValueError, match="bias_act_grad_y: dy must have the shape of x"):
+        grad_y(torch.randn(3, 2), x, None, 1, 0.2, 1.0, -1.0)
+    with pytest.raises(ValueError, match="bias_act_grad_y: b must be 1-D with x.shape"):
+        grad_y(torch.randn(2, 3), x, torch.ones(2), 1, 0.2, 1.0, -1.0)
+    with pytest.raises(ValueError, match="bias_act_grad_y: dim must be in"):
+        grad_y(torch.randn(2, 3), x, None, 2, 0.2, 1.0, -1.0)
+    with pytest.raises(ValueError, match="bias_act_grad_y: alpha and gain must be finite"):
+        grad_y(torch.randn(2, 3), x, None, 1, float("nan"), 1.0, -1.0)
+
+
+@pytest.mark.parametrize("from_output", [False, True])
+@pytest.mark.parametrize("layout", ["rows", "channels_last"])
+def test_bias_act_grad_bias_sum_is_accurate(from_output, layout):
+    """The bias gradient summed inside the kernel (float32 data, long runs per channel) agrees with the
+    float64 sum of its own dx to 1e-6 relative: partial sums stay short, the total is kept in float64."""
+    torch.manual_seed(5)
+    if layout == "rows":
+        x, dim = torch.randn(3, 200000) + 0.5, 0
+    else:
+        x, dim = torch.randn(64, 8, 32, 32).contiguous(memory_format=CL) + 0.5, 1
+    b = torch.randn(x.shape[dim])
+    saved = ops.bias_act(x, b, dim=dim, act="lrelu", impl="cpu") if from_output else x
+    dy = torch.rand(x.shape) + 1.0  # one sign: a cancelling sum would hide accumulation error
+    dx, db = cpu.bias_act_grad(dy, saved, b, dim, "lrelu", 0.2, 1.4, None, from_output)
+    want = dx.double().sum([i for i in range(x.ndim) if i != dim])
+    assert ((db.double() - want).abs() / want.abs()).max() < 1e-6
 
 
 def _packed_for_backward(fn):

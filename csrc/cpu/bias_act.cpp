@@ -1,5 +1,5 @@
 // bias_act on CPU: argument checks, layout analysis and the parallel launch of the kernels in
-// bias_act_kernels.h. Registered as torch.ops.fastgan.cpu_bias_act / _grad / _grad2.
+// bias_act_kernels.h. Registered as torch.ops.fastgan_cpu.bias_act / _grad / _grad_y / _grad2.
 #include "common.h"
 
 #include <algorithm>
@@ -94,15 +94,16 @@ at::Tensor bias_act_cpu(const at::Tensor& x_in, const c10::optional<at::Tensor>&
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(const at::Tensor& dy_in, const at::Tensor& x_in,
-                                                     const c10::optional<at::Tensor>& b, int64_t dim, int64_t act,
-                                                     double alpha, double gain, double clamp) {
-  Prepared r = prepare("bias_act_grad", x_in, b, dim, act, alpha, gain, clamp);
-  at::Tensor dy = like_x("bias_act_grad", "dy", dy_in, r.x);
+namespace {
+
+// (dx, db) of one gradient pass over r.x: ba_grad from x, or ba_grad_y from the output (from_y).
+// db: fixed chunks with one partial row each, summed in chunk order (deterministic for a given
+// thread count; the Python side sums in a fixed order under deterministic algorithms).
+std::tuple<at::Tensor, at::Tensor> grad_pass(const Prepared& r, const at::Tensor& dy,
+                                             const c10::optional<at::Tensor>& b, bool from_y) {
   at::Tensor dx = at::empty_like(r.x);
   prefer_huge_pages(dx);
   const bool want_db = r.p.b != nullptr;
-  // db: fixed chunks with one partial row each, summed in chunk order (deterministic).
   const int64_t nchunks =
       want_db ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (r.p.numel + kGrain - 1) / kGrain))
               : 1;
@@ -111,31 +112,49 @@ std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(const at::Tensor& dy_in, co
     const scalar_t* dyp = dy.data_ptr<scalar_t>();
     const scalar_t* xp = r.x.data_ptr<scalar_t>();
     scalar_t* dxp = dx.data_ptr<scalar_t>();
+    auto pass = [&](double* db, int64_t s, int64_t e) {
+      if (from_y)
+        FG_ISA_CALL(ba_grad_y<scalar_t>, r.p, dyp, xp, dxp, db, s, e);
+      else
+        FG_ISA_CALL(ba_grad<scalar_t>, r.p, dyp, xp, dxp, db, s, e);
+    };
     if (!want_db) {
-      at::parallel_for(0, r.p.numel, kGrain, [&](int64_t s, int64_t e) {
-        FG_ISA_CALL(ba_grad<scalar_t>, r.p, dyp, xp, dxp, nullptr, s, e);
-      });
+      at::parallel_for(0, r.p.numel, kGrain, [&](int64_t s, int64_t e) { pass(nullptr, s, e); });
       return;
     }
     const int64_t per = (r.p.numel + nchunks - 1) / nchunks;
     at::parallel_for(0, nchunks, 1, [&](int64_t cb, int64_t ce) {
       for (int64_t k = cb; k < ce; ++k) {
         const int64_t s = std::min(r.p.numel, k * per), e = std::min(r.p.numel, s + per);
-        FG_ISA_CALL(ba_grad<scalar_t>, r.p, dyp, xp, dxp, part.data() + k * r.p.C, s, e);
+        pass(part.data() + k * r.p.C, s, e);
       }
     });
   });
-  at::Tensor db;
-  if (want_db) {
-    at::Tensor acc = at::zeros({r.p.C}, at::TensorOptions().dtype(at::kDouble));
-    double* ap = acc.data_ptr<double>();
-    for (int64_t k = 0; k < nchunks; ++k)
-      for (int64_t c = 0; c < r.p.C; ++c) ap[c] += part[k * r.p.C + c];
-    db = acc.to(b->scalar_type());
-  } else {
-    db = at::empty({0}, x_in.options());
-  }
-  return {dx, db};
+  if (!want_db) return {dx, at::empty({0}, r.x.options())};
+  at::Tensor acc = at::zeros({r.p.C}, at::TensorOptions().dtype(at::kDouble));
+  double* ap = acc.data_ptr<double>();
+  for (int64_t k = 0; k < nchunks; ++k)
+    for (int64_t c = 0; c < r.p.C; ++c) ap[c] += part[k * r.p.C + c];
+  return {dx, acc.to(b->scalar_type())};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_cpu(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                                     const c10::optional<at::Tensor>& b, int64_t dim, int64_t act,
+                                                     double alpha, double gain, double clamp) {
+  Prepared r = prepare("bias_act_grad", x_in, b, dim, act, alpha, gain, clamp);
+  return grad_pass(r, like_x("bias_act_grad", "dy", dy_in, r.x), b, false);
+}
+
+// The gradient of a piecewise-linear bias_act read off its output y: dx = dy * gain * (y > 0 ? 1 :
+// slope), zero where |y| >= bound (bound < 0: no clamp); db as in bias_act_grad.
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_y_cpu(const at::Tensor& dy_in, const at::Tensor& y_in,
+                                                       const c10::optional<at::Tensor>& b, int64_t dim,
+                                                       double slope, double gain, double bound) {
+  const char* op = "bias_act_grad_y";
+  Prepared r = prepare(op, y_in, b, dim, /*act=*/0, slope, gain, bound);
+  return grad_pass(r, like_x(op, "dy", dy_in, r.x), b, true);
 }
 
 at::Tensor bias_act_grad2_cpu(const at::Tensor& g_in, const at::Tensor& dy_in, const at::Tensor& x_in,
@@ -163,6 +182,8 @@ TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
   m.def("bias_act(Tensor x, Tensor? b, int dim, int act, float alpha, float gain, float clamp) -> Tensor");
   m.def("bias_act_grad(Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, float gain, "
         "float clamp) -> (Tensor, Tensor)");
+  m.def("bias_act_grad_y(Tensor dy, Tensor y, Tensor? b, int dim, float slope, float gain, float bound) -> "
+        "(Tensor, Tensor)");
   m.def("bias_act_grad2(Tensor g, Tensor dy, Tensor x, Tensor? b, int dim, int act, float alpha, "
         "float gain, float clamp) -> Tensor");
 }
@@ -170,5 +191,6 @@ TORCH_LIBRARY_FRAGMENT(fastgan_cpu, m) {
 TORCH_LIBRARY_IMPL(fastgan_cpu, CPU, m) {
   m.impl("bias_act", &fastgan_cpu::bias_act_cpu);
   m.impl("bias_act_grad", &fastgan_cpu::bias_act_grad_cpu);
+  m.impl("bias_act_grad_y", &fastgan_cpu::bias_act_grad_y_cpu);
   m.impl("bias_act_grad2", &fastgan_cpu::bias_act_grad2_cpu);
 }

@@ -149,6 +149,29 @@ static inline A run_grad(const T* __restrict__ dy, const T* __restrict__ x, T* _
   return sum;
 }
 
+// dx = dy * (y > 0 ? g_pos : g_neg), zero where |y| >= bound or y is NaN (CLAMP): the gradient of a
+// piecewise-linear activation read off its output y. Returns sum(dx) or adds dx into db[i] (BVEC).
+template <bool CLAMP, bool BVEC, bool DB, class T, class A>
+static inline A run_grad_y(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx,
+                           double* __restrict__ db, int64_t n, A g_pos, A g_neg, A bound) {
+  A sum = A(0);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const A o = A(ld(y[i]));
+    A f = o > A(0) ? g_pos : g_neg;
+    if (CLAMP) f = (o < bound && o > -bound) ? f : A(0);
+    const A g = A(ld(dy[i])) * f;
+    dx[i] = St<T>::cv(g);
+    if (DB) {
+      if (BVEC)
+        db[i] += double(g);
+      else
+        sum += g;
+    }
+  }
+  return sum;
+}
+
 // out = g * dy * gain * act''(z) (zero where clamped).
 template <int ACT, bool CLAMP, bool BVEC, class T, class A>
 static inline void run_grad2(const T* __restrict__ gg, const T* __restrict__ dy, const T* __restrict__ x,
@@ -229,7 +252,9 @@ static inline void grad_run(const S* dy, const S* x, S* dx, const A* bv, A bs, d
   else if (bv)
     run_grad<ACT, CLAMP, true, true>(dy, x, dx, bv, bs, db + c, n, alpha, gain, clamp);
   else
-    db[c] += double(run_grad<ACT, CLAMP, false, true>(dy, x, dx, bv, bs, db, n, alpha, gain, clamp));
+    for (int64_t k = 0; k < n; k += kStage)  // float partial sums of at most kStage terms, added in double
+      db[c] += double(run_grad<ACT, CLAMP, false, true>(dy + k, x + k, dx + k, bv, bs, db,
+                                                        n - k < kStage ? n - k : kStage, alpha, gain, clamp));
 }
 
 template <int ACT, bool CLAMP, class T>
@@ -245,6 +270,39 @@ static void grad_impl(const BaParams& p, const T* dy, const T* x, T* dx, double*
         convert_row(dys, dy + o + k, m);
         convert_row(xs, x + o + k, m);
         grad_run<ACT, CLAMP>(dys, xs, dxs, bv ? bv + k : bv, bs, db, c + (bv ? k : 0), m, alpha, gain, clamp);
+        convert_row(dx + o + k, dxs, m);
+      });
+    }
+  });
+}
+
+template <bool CLAMP, class S, class A>
+static inline void grad_y_run(const S* dy, const S* y, S* dx, bool bvec, double* db, int64_t c, int64_t n, A g_pos,
+                              A g_neg, A bound) {
+  if (db == nullptr)
+    run_grad_y<CLAMP, false, false>(dy, y, dx, db, n, g_pos, g_neg, bound);
+  else if (bvec)
+    run_grad_y<CLAMP, true, true>(dy, y, dx, db + c, n, g_pos, g_neg, bound);
+  else
+    for (int64_t k = 0; k < n; k += kStage)  // as in grad_run
+      db[c] += double(run_grad_y<CLAMP, false, true>(dy + k, y + k, dx + k, db, n - k < kStage ? n - k : kStage,
+                                                     g_pos, g_neg, bound));
+}
+
+// The walk follows the bias only to know each element's channel (for db); y already holds it.
+template <bool CLAMP, class T>
+static void grad_y_impl(const BaParams& p, const T* dy, const T* y, T* dx, double* db, int64_t begin, int64_t end) {
+  using A = acc_t<T>;
+  const A g_pos = A(p.gain), g_neg = g_pos * A(p.alpha), bound = A(p.clamp);  // rounded like the torch glue
+  ba_walk<A>(p, begin, end, [&](int64_t o, int64_t n, const A* bv, A, int64_t c) {
+    if constexpr (std::is_same<T, A>::value) {
+      grad_y_run<CLAMP>(dy + o, y + o, dx + o, bv != nullptr, db, c, n, g_pos, g_neg, bound);
+    } else {
+      A dys[kStage], ys[kStage], dxs[kStage];
+      staged<T>(n, [&](int64_t k, int64_t m) {
+        convert_row(dys, dy + o + k, m);
+        convert_row(ys, y + o + k, m);
+        grad_y_run<CLAMP>(dys, ys, dxs, bv != nullptr, db, c + (bv ? k : 0), m, g_pos, g_neg, bound);
         convert_row(dx + o + k, dxs, m);
       });
     }
@@ -299,6 +357,15 @@ void ba_fwd(const BaParams& p, const T* x, T* y, int64_t begin, int64_t end) {
 template <class T>
 void ba_grad(const BaParams& p, const T* dy, const T* x, T* dx, double* db, int64_t begin, int64_t end) {
   FG_BA_SWITCH(grad_impl, p, dy, x, dx, db, begin, end)
+}
+
+// p.alpha holds the negative slope, p.clamp the saturation bound (see bias_act_grad_y_cpu).
+template <class T>
+void ba_grad_y(const BaParams& p, const T* dy, const T* y, T* dx, double* db, int64_t begin, int64_t end) {
+  if (p.has_clamp)
+    grad_y_impl<true>(p, dy, y, dx, db, begin, end);
+  else
+    grad_y_impl<false>(p, dy, y, dx, db, begin, end);
 }
 
 template <class T>

@@ -54,19 +54,17 @@ def bias_act_grad(dy: torch.Tensor, saved: torch.Tensor, b: Optional[torch.Tenso
                   from_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(dx, db)`` of bias_act (see :mod:`fastgan.backends.prims.bias_act`).
 
-    From ``x``: one pass of the C++ kernel, with ``db`` summed in the same pass (in chunks per thread;
+    One pass of the C++ kernel, from ``x`` or reading the piecewise-constant derivative off the
+    output ``y``, with ``db`` summed in the same pass (in chunks per thread;
     :func:`~fastgan.backends.prims.bias_act.channel_sum` instead under deterministic algorithms).
-    From the output ``y``: one pass of the modconv epilogue's gradient kernel, which reads the
-    piecewise-constant derivative off ``y``, then ``db`` by ``channel_sum``.
     """
     saved = ba.dense(saved)
     if from_output:
         bound = -1.0 if clamp is None else ba.saturation(clamp, saved.dtype)
-        dx = _ops.modconv_epilogue_grad(ba.strided_like(dy, saved), saved, ba.negative_slope(act, alpha),
-                                        float(gain), bound)
-        return dx, ba.bias_grad(dx, b, dim)
-    dx, db = _ops.bias_act_grad(dy, saved, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
-                                _clamp_arg(clamp))
+        dx, db = _ops.bias_act_grad_y(dy, saved, b, int(dim), ba.negative_slope(act, alpha), float(gain), bound)
+    else:
+        dx, db = _ops.bias_act_grad(dy, saved, b, int(dim), ACTIVATIONS[act].code, float(alpha), float(gain),
+                                    _clamp_arg(clamp))
     if b is not None and torch.are_deterministic_algorithms_enabled():
         db = ba.channel_sum(dx, dim, b.dtype)  # the kernel's per-thread chunks depend on the thread count
     return dx, db
