@@ -343,6 +343,24 @@ def test_update_emas_only_in_dmain_fake_pass():
         assert torch.equal(mapping.w_avg, before) != (phase == "Dmain")
 
 
+def test_update_emas_in_every_training_g_forward_with_ema_every_pass():
+    """stylegan2-ada: Gmain, Greg and the Dmain fake pass update the running averages; the style-mixing
+    second mapping pass and Dreg (no G forward) do not."""
+    loss = _tiny_loss(style_mixing_prob=1.0, pl_weight=1.0, r1_gamma=1.0, ema_every_pass=True)
+    mapping, synthesis = loss.G.mapping, loss.G.synthesis
+    expected = {"Gmain": ([True, False], [True]), "Greg": ([True, False], [True]),
+                "Dmain": ([True, False], [True]), "Dreg": ([], [])}
+    for phase, (m_calls, s_calls) in expected.items():
+        mapping.calls.clear()
+        synthesis.calls.clear()
+        before = mapping.w_avg.clone()
+        _run(loss, phase, _batch())
+        assert (mapping.calls, synthesis.calls) == (m_calls, s_calls), phase
+        assert torch.equal(mapping.w_avg, before) == (phase == "Dreg"), phase
+    with pytest.raises(TypeError, match="ema_every_pass must be a bool"):
+        _tiny_loss(ema_every_pass=1)
+
+
 def test_w_avg_moves_only_in_dmain_on_stylegan2():
     G, D = _sg2()
     loss = StyleGAN2Loss("cpu", G, D, r1_gamma=1.0, pl_weight=2.0, style_mixing_prob=0.9)

@@ -94,6 +94,7 @@ def test_auto_cfg_formulas(res, gpus, mb, b, gamma, ema, cbase, lr):
     assert rc.G_opt_kwargs["lr"] == lr == rc.D_opt_kwargs["lr"]
     assert rc.D_kwargs["epilogue_kwargs"]["mbstd_group_size"] == 4
     assert rc.G_kwargs["mapping_kwargs"] == {"num_layers": 2, "w_avg_beta": 0.995}
+    assert rc.loss_kwargs["ema_every_pass"] is True  # w_avg moves in every training G forward (ADA)
     assert (rc.G_kwargs["num_fp16_res"], rc.G_kwargs["conv_clamp"]) == (4, 256)
     assert rc.total_kimg == 25000 and rc.G_reg_interval == 4 and rc.D_reg_interval == 16
 
@@ -137,6 +138,7 @@ def test_sg3_cfg_rows():
     assert rc.G_kwargs["fused_modconv_default"] == "inference_only" and rc.G_kwargs["mapping_kwargs"]["num_layers"] == 8
     assert rc.loss_kwargs["pl_weight"] == 2 and rc.loss_kwargs["style_mixing_prob"] == 0.9
     assert rc.loss_kwargs["r1_gamma"] == 10 and rc.G_reg_interval == 4 and rc.G_opt_kwargs["lr"] == 0.002
+    assert rc.loss_kwargs["ema_every_pass"] is False  # SG3 lineage: w_avg moves in the Dmain fake pass only
     for kw in (rc.G_kwargs, rc.D_kwargs):
         assert (kw["num_fp16_res"], kw["conv_clamp"]) == (0, None)
 

@@ -7,7 +7,8 @@ cfg families:
 
 * ADA tables ``auto``, ``paper256``, ``paper512``, ``paper1024``, ``cifar`` (stylegan2-ada-pytorch):
   batch, R1 gamma, learning rate, capacity and EMA come from the table (``auto``: formulas of resolution and
-  GPU count); the accumulation sub-batch defaults to ``batch // ref_gpus``; ``w_avg_beta = 0.995``.
+  GPU count); the accumulation sub-batch defaults to ``batch // ref_gpus``; ``w_avg_beta = 0.995``, updated
+  in every training G forward (``ema_every_pass``; the SG3 tables update it in the Dmain fake pass only).
 * SG3 tables ``stylegan2``, ``stylegan3-t``, ``stylegan3-r`` (stylegan3 ``train.py``). Where SG3 makes an
   option mandatory fastgan gives it a default: ``batch`` 32; ``gamma`` 10 for ``stylegan2`` (the ADA
   ``stylegan2`` row, which SG3 documents as the equivalent of ``--batch=32 --gamma=10``) and
@@ -519,7 +520,8 @@ def resolve_config(cfg: TrainConfig, dataset=None, continuing: bool = False) -> 
     loss_kwargs = {"class_name": LOSS_CLASS, "r1_gamma": gamma, "style_mixing_prob": style_mixing,
                    "pl_weight": pl_weight, "pl_no_weight_grad": pl_no_weight_grad,
                    "blur_init_sigma": blur_sigma, "blur_fade_kimg": blur_fade, "loss": cfg.loss,
-                   "r2_gamma": float(cfg.r2_gamma), "label_smoothing": float(cfg.label_smoothing)}
+                   "r2_gamma": float(cfg.r2_gamma), "label_smoothing": float(cfg.label_smoothing),
+                   "ema_every_pass": not sg3_family}
     opt = {"class_name": "torch.optim.Adam", "betas": [0.0, 0.99], "eps": 1e-8}
     name = getattr(ds, "name", Path(cfg.data).stem)
     return ResolvedConfig(

@@ -26,8 +26,10 @@ With ``label_smoothing = s`` the logistic real term becomes ``(1-s)*sp(-l_r) + s
 R1 on reals (``r1_gamma``) and R2 on fakes (``r2_gamma``), each ``(gamma/2) * sum((dD/dx)^2)``;
 ``Greg``/``Gboth`` add path-length regularisation (``pl_weight``).
 
-Running averages inside G (``w_avg``, SG3 ``magnitude_ema``) are updated only by the fake pass of the
-main D phase (the SG3 behaviour).
+Running averages inside G (``w_avg``, SG3 ``magnitude_ema``) are updated by the fake pass of the main D
+phase only (the SG3 behaviour, the default) or, with ``ema_every_pass=True``, by every training G forward:
+Gmain, Greg and that fake pass, never the style-mixing second mapping pass (the stylegan2-ada behaviour,
+which the ADA cfgs select).
 """
 from __future__ import annotations
 
@@ -181,6 +183,8 @@ class StyleGAN2Loss:
         label_smoothing: one-sided smoothing of the logistic real target (``1 - label_smoothing``).
         gp_weight: weight of the WGAN-GP / DRAGAN penalty.
         clip: bound of D's parameters after each D step for ``loss='wgan'`` (:meth:`clip_weights`).
+        ema_every_pass: update G's running averages in every training G forward (stylegan2-ada), not
+            only in the Dmain fake pass (SG3; see the module docstring).
 
     State: ``pl_mean`` (float32 scalar), saved by :meth:`state_dict`.
 
@@ -196,7 +200,7 @@ class StyleGAN2Loss:
                  pl_weight: float = 0, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
                  pl_no_weight_grad: bool = False, blur_init_sigma: float = 0, blur_fade_kimg: float = 0,
                  loss: str = "nonsaturating", r2_gamma: float = 0, label_smoothing: float = 0,
-                 gp_weight: float = 10, clip: float = 0.01) -> None:
+                 gp_weight: float = 10, clip: float = 0.01, ema_every_pass: bool = False) -> None:
         self.objective = _objective(loss)
         self.loss = loss
         self.device = torch.device(device)
@@ -228,6 +232,9 @@ class StyleGAN2Loss:
         self.clip = _check_nonneg("clip", clip)
         if self.clip == 0:
             raise ValueError("StyleGAN2Loss: clip must be > 0")
+        if not isinstance(ema_every_pass, bool):
+            raise TypeError(f"StyleGAN2Loss: ema_every_pass must be a bool, got {ema_every_pass!r}")
+        self.ema_every_pass = ema_every_pass
         self.pl_mean = torch.zeros([], dtype=torch.float32, device=self.device)
 
     # ----------------------------------------------------------------------------------------- state
@@ -344,7 +351,8 @@ class StyleGAN2Loss:
 
     def _g_main(self, real_img: Tensor, real_c: Tensor, gen_z: Tensor, gen_c: Tensor, gain: float,
                 sigma: float) -> None:
-        fake_logits = self._discriminate(self._generate(gen_z, gen_c, update_emas=False)[0], gen_c, sigma)
+        fake_logits = self._discriminate(self._generate(gen_z, gen_c, update_emas=self.ema_every_pass)[0], gen_c,
+                                         sigma)
         _report_scores("fake", fake_logits)
         if self.objective.paired:
             with torch.no_grad():
@@ -357,7 +365,7 @@ class StyleGAN2Loss:
 
     def _g_path_length(self, gen_z: Tensor, gen_c: Tensor, gain: float) -> None:
         n = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
-        img, ws = self._generate(gen_z[:n], gen_c[:n], update_emas=False)
+        img, ws = self._generate(gen_z[:n], gen_c[:n], update_emas=self.ema_every_pass)
         h, w = img.shape[2], img.shape[3]
         probe = torch.randn_like(img).div(math.sqrt(h * w))
         with no_weight_gradients(self.pl_no_weight_grad):
@@ -403,7 +411,7 @@ class StyleGAN2Loss:
 
         fake_img = fake_logits = None
         if main or use_r2:
-            fake_img = self._generate_constant(gen_z, gen_c, update_emas=main, track=use_r2)
+            fake_img = self._generate_constant(gen_z, gen_c, update_emas=main or self.ema_every_pass, track=use_r2)
             fake_logits = self._discriminate(fake_img, gen_c, sigma)
             if main:
                 _report_scores("fake", fake_logits)
