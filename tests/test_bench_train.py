@@ -39,7 +39,15 @@ def test_quick_bench_rows(tmp_path, capsys):
         if r["backend"] == "ref":
             assert r["speedup_vs_ref"] == 1.0
         assert r["case"] in text
+        assert len(r["rss_GB_per_round"]) == data["rounds"] and all(0 < g < 64 for g in r["rss_GB_per_round"])
+        assert f"RSS after each round, {r['case']}: " in text
     assert data["steps_per_round"] == 2 and data["rounds"] == 2
+
+
+def test_rss_reads_proc():
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+    assert 0.01 < bench_train.rss_gb() <= peak * 1.01
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch):

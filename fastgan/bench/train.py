@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import resource
 import tempfile
 import time
@@ -149,16 +150,31 @@ def _side_costs(trainer) -> Dict[str, float]:
     return out
 
 
+def rss_gb() -> float:
+    """Resident set size of this process now, in GiB (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
 def _bench_case(trainer, probe: _Probe, variants: List[_Variant], rounds: int, steps: int) -> Dict:
     for v in variants:                      # one untimed step each: first-call costs (kernel set-up, caches)
         _round(trainer, probe, v, 1)
         v.sums.clear()
         v.steps = 0
-    fns = [lambda v=v: _round(trainer, probe, v, steps) for v in variants]
+    rss: List[float] = []                   # after each timed round of the last variant: growth shows a leak
+
+    def timed(v: _Variant, last: bool) -> None:
+        _round(trainer, probe, v, steps)
+        if last:
+            rss.append(rss_gb())
+    fns = [lambda v=v, k=k: timed(v, k == len(variants) - 1) for k, v in enumerate(variants)]
     times = interleaved_medians(fns, rounds=rounds)
     side = _side_costs(trainer)
     return {"seconds_per_round": times, "side": side, "phases": [ph.name for ph in trainer.phases],
-            "ada_interval": None if trainer.ada is None else trainer.ada.interval}
+            "ada_interval": None if trainer.ada is None else trainer.ada.interval, "rss_GB": rss}
 
 
 def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int, steps: int,
@@ -188,7 +204,8 @@ def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int,
         rows.append({"case": name, "batch": batch, "variant": v.label, "backend": v.backend, "precision": v.precision,
                      "sec_per_kimg": sec_per_step * 1000 / batch, "img_per_s": batch / sec_per_step,
                      "speedup_vs_ref": (ref / seconds) if ref else math.nan,
-                     "data_share": breakdown["data"] / per_step["step"], "ms_per_step": breakdown})
+                     "data_share": breakdown["data"] / per_step["step"], "ms_per_step": breakdown,
+                     "rss_GB_per_round": probe.result["rss_GB"]})
     return rows
 
 
@@ -236,7 +253,9 @@ def run(quick: bool = False, repeat: int = 3) -> Tuple[str, Dict]:
              "allocator: torch's (the trainer's default, no --host-cache)",
              f"{rounds} alternating rounds of {steps} steps per variant (medians)"
              + ("; --quick: tiny nets, 2-step rounds (regularisation not amortised)" if quick else ""),
-             *_table(rows)]
+             *_table(rows),
+             *(f"RSS after each round, {name}: " + " ".join(f"{g:.2f}" for g in rss) + " GiB"
+               for name, rss in dict((r["case"], r["rss_GB_per_round"]) for r in rows).items())]
     return "\n".join(lines), {"rows": rows, "native_bf16": bf16, "bf16_note": why, "rounds": rounds,
                               "steps_per_round": steps, "cpu": cpu_model(),
                               "max_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
