@@ -329,10 +329,15 @@ def test_style_mixing_draws_are_consumed_without_mixing():
         torch.testing.assert_close(after, torch.randn(3), rtol=0, atol=0)
 
 
-def test_update_emas_only_in_dmain_fake_pass():
-    loss = _tiny_loss(style_mixing_prob=1.0, pl_weight=1.0, r1_gamma=1.0)
+@pytest.mark.parametrize("every_pass", [False, True])
+def test_update_emas_passes(every_pass):
+    """SG3 rule (default): only the Dmain fake pass updates G's running averages. stylegan2-ada rule
+    (``ema_every_pass``): Gmain, Greg and the Dmain fake pass do. Never the style-mixing second mapping
+    pass, never Dreg (no G forward)."""
+    loss = _tiny_loss(style_mixing_prob=1.0, pl_weight=1.0, r1_gamma=1.0, ema_every_pass=every_pass)
     mapping, synthesis = loss.G.mapping, loss.G.synthesis
-    expected = {"Gmain": ([False, False], [False]), "Greg": ([False, False], [False]),
+    g = every_pass
+    expected = {"Gmain": ([g, False], [g]), "Greg": ([g, False], [g]),
                 "Dmain": ([True, False], [True]), "Dreg": ([], [])}
     for phase, (m_calls, s_calls) in expected.items():
         mapping.calls.clear()
@@ -340,23 +345,11 @@ def test_update_emas_only_in_dmain_fake_pass():
         before = mapping.w_avg.clone()
         _run(loss, phase, _batch())
         assert (mapping.calls, synthesis.calls) == (m_calls, s_calls), phase
-        assert torch.equal(mapping.w_avg, before) != (phase == "Dmain")
+        moved = phase == "Dmain" or (every_pass and phase != "Dreg")
+        assert torch.equal(mapping.w_avg, before) != moved, phase
 
 
-def test_update_emas_in_every_training_g_forward_with_ema_every_pass():
-    """stylegan2-ada: Gmain, Greg and the Dmain fake pass update the running averages; the style-mixing
-    second mapping pass and Dreg (no G forward) do not."""
-    loss = _tiny_loss(style_mixing_prob=1.0, pl_weight=1.0, r1_gamma=1.0, ema_every_pass=True)
-    mapping, synthesis = loss.G.mapping, loss.G.synthesis
-    expected = {"Gmain": ([True, False], [True]), "Greg": ([True, False], [True]),
-                "Dmain": ([True, False], [True]), "Dreg": ([], [])}
-    for phase, (m_calls, s_calls) in expected.items():
-        mapping.calls.clear()
-        synthesis.calls.clear()
-        before = mapping.w_avg.clone()
-        _run(loss, phase, _batch())
-        assert (mapping.calls, synthesis.calls) == (m_calls, s_calls), phase
-        assert torch.equal(mapping.w_avg, before) == (phase == "Dreg"), phase
+def test_ema_every_pass_must_be_a_bool():
     with pytest.raises(TypeError, match="ema_every_pass must be a bool"):
         _tiny_loss(ema_every_pass=1)
 

@@ -126,6 +126,19 @@ static inline void run_fwd(const T* __restrict__ x, T* __restrict__ y, const A* 
   }
 }
 
+// Stores one gradient element and accumulates it for db: into db[0] (BVEC: db points at this
+// element's channel) or into the run's sum.
+template <bool BVEC, bool DB, class T, class A>
+static inline void put_grad(T* __restrict__ dx, double* __restrict__ db, A& sum, A g) {
+  *dx = St<T>::cv(g);
+  if (DB) {
+    if (BVEC)
+      *db += double(g);
+    else
+      sum += g;
+  }
+}
+
 // dx = dy * gain * act'(z) (zero where clamped); returns sum(dx) or adds dx into db[i] (BVEC).
 template <int ACT, bool CLAMP, bool BVEC, bool DB, class T, class A>
 static inline A run_grad(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
@@ -138,13 +151,7 @@ static inline A run_grad(const T* __restrict__ dy, const T* __restrict__ x, T* _
     const A a = Act<ACT, A>::f(z, alpha);
     A g = A(ld(dy[i])) * gain * Act<ACT, A>::d(z, a, alpha);
     if (CLAMP) g = inside(a * gain, clamp) ? g : A(0);
-    dx[i] = St<T>::cv(g);
-    if (DB) {
-      if (BVEC)
-        db[i] += double(g);
-      else
-        sum += g;
-    }
+    put_grad<BVEC, DB>(dx + i, BVEC ? db + i : db, sum, g);
   }
   return sum;
 }
@@ -160,14 +167,7 @@ static inline A run_grad_y(const T* __restrict__ dy, const T* __restrict__ y, T*
     const A o = A(ld(y[i]));
     A f = o > A(0) ? g_pos : g_neg;
     if (CLAMP) f = (o < bound && o > -bound) ? f : A(0);
-    const A g = A(ld(dy[i])) * f;
-    dx[i] = St<T>::cv(g);
-    if (DB) {
-      if (BVEC)
-        db[i] += double(g);
-      else
-        sum += g;
-    }
+    put_grad<BVEC, DB>(dx + i, BVEC ? db + i : db, sum, A(ld(dy[i])) * f);
   }
   return sum;
 }
