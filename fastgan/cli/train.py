@@ -54,7 +54,7 @@ def _json_object(text: str) -> Dict[str, Any]:
 def _choices(name: str) -> Tuple[str, ...]:
     from ..train import config
 
-    return {"cfg": config.CFG_NAMES, "aug": config.AUG_MODES, "loss": config.LOSS_NAMES,
+    return {"cfg": config.cfg_names(), "aug": config.AUG_MODES, "loss": config.LOSS_NAMES,
             "precision": config.PRECISIONS, "compat": config.COMPAT_MODES, "device": ("auto", "cpu", "cuda")}[name]
 
 

@@ -1,22 +1,9 @@
 """Training options (``TrainConfig``) and their resolution into network/optimizer/loss kwargs.
 
-``resolve_config`` applies the NVlabs ``--cfg`` tables (training-spec §4) and validates everything that
+``resolve_config`` validates the options, asks the model family that owns ``--cfg`` for its recipe
+(:mod:`fastgan.train.families`: the NVlabs StyleGAN tables of training-spec §4, DCGAN) and adds what every
+family shares (batch geometry, augmentation, metrics, resume, the loss objective). It checks everything that
 can be checked before training starts; every error is a ``ValueError`` that names the option.
-
-cfg families:
-
-* ADA tables ``auto``, ``paper256``, ``paper512``, ``paper1024``, ``cifar`` (stylegan2-ada-pytorch):
-  batch, R1 gamma, learning rate, capacity and EMA come from the table (``auto``: formulas of resolution and
-  GPU count); the accumulation sub-batch defaults to ``batch // ref_gpus``; ``w_avg_beta = 0.995``, updated
-  in every training G forward (``ema_every_pass``; the SG3 tables update it in the Dmain fake pass only).
-* SG3 tables ``stylegan2``, ``stylegan3-t``, ``stylegan3-r`` (stylegan3 ``train.py``). Where SG3 makes an
-  option mandatory fastgan gives it a default: ``batch`` 32; ``gamma`` 10 for ``stylegan2`` (the ADA
-  ``stylegan2`` row, which SG3 documents as the equivalent of ``--batch=32 --gamma=10``) and
-  ``res**2 / 32768`` for ``stylegan3-*`` (the recommended values of SG3's docs: 0.5 at 128, 2 at 256, 8 at
-  512, 32 at 1024).
-* ``tiny`` (fastgan, for tests and smoke runs; not an NVlabs config): the SG3-style ``stylegan2`` recipe with
-  z/w 32, 2 mapping layers, ``cbase`` 256, ``cmax`` 32, batch 4, minibatch-std group 2, lr 0.0025, fp32,
-  gamma from the ``auto`` formula, 10 kimg.
 
 Deliberate differences from NVlabs (``compat='nvlabs'`` restores the reference behaviour where noted):
 ADA p is clamped to [0, 1] (compat: lower bound only); non-finite gradients skip the optimizer step and are
@@ -31,22 +18,24 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "CFG_NAMES", "ADA_CFGS", "SG3_CFGS", "LOSS_NAMES",
+__all__ = ["TrainConfig", "ResolvedConfig", "resolve_config", "cfg_names", "LOSS_NAMES",
            "AUG_MODES", "PRECISIONS", "COMPAT_MODES", "run_desc"]
 
-ADA_CFGS = ("auto", "paper256", "paper512", "paper1024", "cifar")
-SG3_CFGS = ("stylegan2", "stylegan3-t", "stylegan3-r")
-CFG_NAMES = ADA_CFGS + SG3_CFGS + ("tiny",)
+
+def cfg_names() -> Tuple[str, ...]:
+    """Every ``--cfg`` value of the registered model families (:func:`fastgan.train.families.cfg_names`)."""
+    from .families import cfg_names as names
+
+    return names()
+
+
 LOSS_NAMES = ("nonsaturating", "minimax", "wgan", "wgan-gp", "lsgan", "hinge", "dragan", "relativistic")
 AUG_MODES = ("ada", "fixed", "noaug", "diffaug")
 PRECISIONS = ("fp32", "fp16", "bf16")
 COMPAT_MODES = ("fastgan", "nvlabs")
 
-G2_CLASS = "fastgan.nets.stylegan2.Generator"
-G3_CLASS = "fastgan.nets.stylegan3.Generator"
-D_CLASS = "fastgan.nets.stylegan2.Discriminator"
 DATASET_CLASS = "fastgan.train.data.ImageFolderDataset"
 LOSS_CLASS = "fastgan.train.loss.StyleGAN2Loss"
 AUGMENT_CLASS = "fastgan.train.augment.AugmentPipe"
@@ -157,35 +146,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-class _AdaRow(NamedTuple):
-    ref_gpus: int
-    kimg: float
-    batch: int
-    mbstd: int
-    fmaps: float
-    lr: float
-    gamma: float
-    ema: float
-    ramp: Optional[float]
-    map: int
-
-
-# training-spec §4.1 (``auto`` is computed by _ada_auto_row)
-_ADA_ROWS = {
-    "paper256": _AdaRow(8, 25000, 64, 8, 0.5, 0.0025, 1, 20, None, 8),
-    "paper512": _AdaRow(8, 25000, 64, 8, 1, 0.0025, 0.5, 20, None, 8),
-    "paper1024": _AdaRow(8, 25000, 32, 4, 1, 0.002, 2, 10, None, 8),
-    "cifar": _AdaRow(2, 100000, 64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
-}
-
-
-def _ada_auto_row(res: int, gpus: int) -> _AdaRow:
-    batch = max(gpus, min(64, gpus * min(32, 4096 // res)))
-    return _AdaRow(ref_gpus=gpus, kimg=25000, batch=batch, mbstd=min(4, batch // gpus),
-                   fmaps=1 if res >= 512 else 0.5, lr=0.002 if res >= 1024 else 0.0025,
-                   gamma=0.0002 * res * res / batch, ema=batch * 10 / 32, ramp=0.05, map=2)
-
-
 @dataclass
 class ResolvedConfig:
     """Everything the loop needs, derived from a ``TrainConfig`` and the dataset (training_options.json)."""
@@ -238,10 +198,6 @@ class ResolvedConfig:
         return json.loads(json.dumps(d))
 
 
-def _is_pow2(n: int) -> bool:
-    return n >= 1 and (n & (n - 1)) == 0
-
-
 def _check_type(cfg: TrainConfig) -> None:
     ints = ("gpus", "snap", "freezed", "seed", "workers", "keep_checkpoints", "max_bad_steps", "max_rollbacks")
     for name in ints:
@@ -279,7 +235,7 @@ def _choice(cfg: TrainConfig, name: str, choices) -> None:
 
 def _validate_options(cfg: TrainConfig) -> None:
     _check_type(cfg)
-    _choice(cfg, "cfg", CFG_NAMES)
+    _choice(cfg, "cfg", cfg_names())
     _choice(cfg, "aug", AUG_MODES)
     _choice(cfg, "loss", LOSS_NAMES)
     _choice(cfg, "precision", PRECISIONS)
@@ -341,28 +297,6 @@ def _augment_kwargs(cfg: TrainConfig):
     return spec, None, float(cfg.p)
 
 
-def _open_dataset(cfg: TrainConfig):
-    from .data import ImageFolderDataset
-
-    if not Path(cfg.data).exists():
-        raise ValueError(f"data: no such dataset {cfg.data!r}")
-    kwargs = dict(max_size=cfg.subset, xflip=cfg.mirror, random_seed=cfg.seed)
-    try:
-        ds = ImageFolderDataset(cfg.data, use_labels=False, **kwargs)
-        ds.resolution                                     # raises for non-square images
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"data: cannot use dataset {cfg.data!r}: {e}") from e
-    if not cfg.cond:
-        return ds
-    try:
-        ds = ImageFolderDataset(cfg.data, use_labels=True, **kwargs)
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"cond: conditional training needs dataset.json labels in {cfg.data!r}: {e}") from e
-    if not ds.has_labels:
-        raise ValueError(f"cond: conditional training needs labels, but {cfg.data!r} has an empty label dimension")
-    return ds
-
-
 def run_desc(cfg: TrainConfig, dataset_name: str, batch: int, gamma: float) -> str:
     """``<cfg>-<dataset>-gpus<g>-batch<B>-gamma<γ>[-<desc>]`` (the SG3 naming)."""
     desc = f"{cfg.cfg}-{dataset_name}-gpus{cfg.gpus}-batch{batch}-gamma{gamma:g}"
@@ -389,112 +323,34 @@ def resolve_config(cfg: TrainConfig, dataset=None, continuing: bool = False) -> 
     Raises:
         ValueError / TypeError naming the offending option.
     """
+    from .families import Geometry, family_of
+
     _validate_options(cfg)
-    ds = dataset if dataset is not None else _open_dataset(cfg)
+    family = family_of(cfg.cfg)
+    ds = dataset if dataset is not None else family.dataset(cfg)
     res, channels = int(ds.resolution), int(ds.num_channels)
     label_dim = int(ds.label_dim) if cfg.cond else 0
     if channels not in (1, 3):
         raise ValueError(f"data: images must have 1 or 3 channels, got {channels}")
-    min_res = 16 if cfg.cfg.startswith("stylegan3") else 4
-    if not _is_pow2(res) or res < min_res:
-        raise ValueError(f"data: cfg {cfg.cfg!r} needs a square power-of-two resolution >= {min_res}, "
-                         f"the dataset has {res}x{res}")
-    g = cfg.gpus
-    sg3_family = cfg.cfg in SG3_CFGS or cfg.cfg == "tiny"
-    fp32 = cfg.precision == "fp32"
-
-    if sg3_family:
-        is_t3 = cfg.cfg.startswith("stylegan3")
-        batch = cfg.batch or (4 if cfg.cfg == "tiny" else 32)
-        batch_gpu = cfg.batch_gpu or batch // g
-        mbstd = cfg.mbstd_group or (2 if cfg.cfg == "tiny" else 4)
-        cbase = cfg.cbase or (256 if cfg.cfg == "tiny" else 32768)
-        cmax = cfg.cmax or (32 if cfg.cfg == "tiny" else 512)
-        map_depth = cfg.map_depth if cfg.map_depth is not None else (8 if cfg.cfg == "stylegan2" else 2)
-        glr = cfg.glr or (0.002 if cfg.cfg == "stylegan2" else 0.0025)
-        dlr = cfg.dlr or (0.0025 if cfg.cfg == "tiny" else 0.002)
-        zw = 32 if cfg.cfg == "tiny" else 512
-        if cfg.gamma != "auto":
-            gamma = float(cfg.gamma)
-        elif cfg.cfg == "stylegan2":
-            gamma = 10.0
-        elif is_t3:
-            gamma = res * res / 32768
-        else:
-            gamma = 0.0002 * res * res / batch
-        ema_kimg, ema_rampup = batch * 10 / 32, 0.05
-        total_kimg = cfg.kimg or (10 if cfg.cfg == "tiny" else 25000)
-        G_kwargs: Dict[str, Any] = {"class_name": G3_CLASS if is_t3 else G2_CLASS, "z_dim": zw, "w_dim": zw,
-                                    "mapping_kwargs": {"num_layers": map_depth}}
-        if cfg.cfg == "stylegan3-r":
-            G_kwargs.update(channel_base=2 * cbase, channel_max=2 * cmax)
-        else:
-            G_kwargs.update(channel_base=cbase, channel_max=cmax)
-        if is_t3:
-            G_kwargs["magnitude_ema_beta"] = 0.5 ** (batch / (20 * 1e3))
-            if cfg.cfg == "stylegan3-r":
-                G_kwargs.update(conv_kernel=1, use_radial_filters=True)
-        else:
-            G_kwargs["fused_modconv_default"] = "inference_only"
-        if fp32 or cfg.cfg == "tiny":
-            G_kwargs.update(num_fp16_res=0, conv_clamp=None)
-        D_kwargs: Dict[str, Any] = {"class_name": D_CLASS, "block_kwargs": {"freeze_layers": cfg.freezed},
-                                    "mapping_kwargs": {}, "epilogue_kwargs": {"mbstd_group_size": mbstd},
-                                    "channel_base": cbase, "channel_max": cmax}
-        if fp32 or cfg.cfg == "tiny":
-            D_kwargs.update(num_fp16_res=0, conv_clamp=None)
-        style_mixing = 0.0 if is_t3 else 0.9
-        pl_weight = 0.0 if is_t3 else 2.0
-        G_reg_interval: Optional[int] = None if is_t3 else 4
-        blur_sigma = 10.0 if cfg.cfg == "stylegan3-r" else 0.0
-        blur_fade = batch * 200 / 32 if cfg.cfg == "stylegan3-r" else 0.0
-        pl_no_weight_grad = not is_t3
-    else:
-        row = _ada_auto_row(res, g) if cfg.cfg == "auto" else _ADA_ROWS[cfg.cfg]
-        batch = cfg.batch or row.batch
-        batch_gpu = cfg.batch_gpu or (batch // g if cfg.batch else row.batch // row.ref_gpus)
-        mbstd = cfg.mbstd_group or row.mbstd
-        cbase = cfg.cbase or int(row.fmaps * 32768)
-        cmax = cfg.cmax or 512
-        map_depth = cfg.map_depth if cfg.map_depth is not None else row.map
-        glr = cfg.glr or row.lr
-        dlr = cfg.dlr or row.lr
-        gamma = row.gamma if cfg.gamma == "auto" else float(cfg.gamma)
-        ema_kimg, ema_rampup = row.ema, row.ramp
-        total_kimg = cfg.kimg or row.kimg
-        G_kwargs = {"class_name": G2_CLASS, "z_dim": 512, "w_dim": 512,
-                    "mapping_kwargs": {"num_layers": map_depth, "w_avg_beta": 0.995},
-                    "channel_base": cbase, "channel_max": cmax, "fused_modconv_default": "inference_only",
-                    "num_fp16_res": 0 if fp32 else 4, "conv_clamp": None if fp32 else 256}
-        D_kwargs = {"class_name": D_CLASS, "block_kwargs": {"freeze_layers": cfg.freezed}, "mapping_kwargs": {},
-                    "epilogue_kwargs": {"mbstd_group_size": mbstd}, "channel_base": cbase, "channel_max": cmax,
-                    "num_fp16_res": 0 if fp32 else 4, "conv_clamp": None if fp32 else 256}
-        if cfg.cfg == "cifar":
-            D_kwargs["architecture"] = "orig"
-        style_mixing = 0.0 if cfg.cfg == "cifar" else 0.9
-        pl_weight = 0.0 if cfg.cfg == "cifar" else 2.0
-        G_reg_interval = 4
-        blur_sigma = blur_fade = 0.0
-        pl_no_weight_grad = True
-
-    G_kwargs = _merge(G_kwargs, cfg.g_kwargs)
-    D_kwargs = _merge(D_kwargs, cfg.d_kwargs)
-    if cfg.pl_weight is not None:
-        pl_weight = float(cfg.pl_weight)
-    if cfg.style_mixing is not None:
-        style_mixing = float(cfg.style_mixing)
+    transfer = cfg.resume not in (None, "latest") and not _is_checkpoint_path(cfg.resume)
+    r = family.recipe(cfg, Geometry(res, channels, label_dim), transfer)
+    G_kwargs = _merge(r.G_kwargs, cfg.g_kwargs)
+    D_kwargs = _merge(r.D_kwargs, cfg.d_kwargs)
 
     # batch geometry (§1.1, §7.5)
+    g, batch, batch_gpu = cfg.gpus, r.batch, r.batch_gpu
     if batch % g:
         raise ValueError(f"batch ({batch}) must be a multiple of gpus ({g})")
     if batch_gpu > batch // g:
         raise ValueError(f"batch_gpu ({batch_gpu}) must not exceed the per-GPU batch batch/gpus = {batch // g}")
     if batch % (g * batch_gpu):
         raise ValueError(f"batch ({batch}) must be a multiple of gpus * batch_gpu ({g} * {batch_gpu})")
-    if batch_gpu < mbstd or batch_gpu % mbstd:
+    mbstd = r.mbstd_group
+    if mbstd is not None and (batch_gpu < mbstd or batch_gpu % mbstd):
         raise ValueError(f"batch_gpu ({batch_gpu}) must be a multiple of the minibatch-std group size "
                          f"mbstd_group ({mbstd}) and at least as large")
-    if pl_weight > 0 and G_reg_interval is not None and batch_gpu < 2:
+    pl_weight = r.loss_kwargs.get("pl_weight", 0.0)
+    if pl_weight > 0 and r.G_reg_interval is not None and batch_gpu < 2:
         raise ValueError(f"batch_gpu ({batch_gpu}) must be >= 2 when path-length regularisation is on "
                          f"(pl_weight {pl_weight}): it runs on batch_gpu // 2 samples")
 
@@ -509,20 +365,15 @@ def resolve_config(cfg: TrainConfig, dataset=None, continuing: bool = False) -> 
         except ValueError as e:
             raise ValueError(f"metrics: {e}") from e
 
-    transfer = cfg.resume not in (None, "latest") and not _is_checkpoint_path(cfg.resume)
     if not continuing and cfg.resume not in (None, "latest") and not Path(cfg.resume).exists():
         raise ValueError(f"resume: no such file or directory {cfg.resume!r}")
     ada_kimg = 100.0 if transfer else 500.0
-    if transfer:                                    # §1.13 overrides of a warm start
-        ema_rampup = None
-        blur_sigma = 0.0
-
-    loss_kwargs = {"class_name": LOSS_CLASS, "r1_gamma": gamma, "style_mixing_prob": style_mixing,
-                   "pl_weight": pl_weight, "pl_no_weight_grad": pl_no_weight_grad,
-                   "blur_init_sigma": blur_sigma, "blur_fade_kimg": blur_fade, "loss": cfg.loss,
-                   "r2_gamma": float(cfg.r2_gamma), "label_smoothing": float(cfg.label_smoothing),
-                   "ema_every_pass": not sg3_family}
-    opt = {"class_name": "torch.optim.Adam", "betas": [0.0, 0.99], "eps": 1e-8}
+    gamma = r.gamma
+    loss_kwargs = {"class_name": LOSS_CLASS, "r1_gamma": gamma, **r.loss_kwargs, "loss": cfg.loss,
+                   "r2_gamma": float(cfg.r2_gamma), "label_smoothing": float(cfg.label_smoothing)}
+    glr, dlr, ema_kimg, ema_rampup, total_kimg = r.glr, r.dlr, r.ema_kimg, r.ema_rampup, r.total_kimg
+    G_reg_interval = r.G_reg_interval
+    opt = {"class_name": "torch.optim.Adam", "betas": list(r.betas), "eps": 1e-8}
     name = getattr(ds, "name", Path(cfg.data).stem)
     return ResolvedConfig(
         config=cfg, G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_opt_kwargs={**opt, "lr": glr},
@@ -535,7 +386,7 @@ def resolve_config(cfg: TrainConfig, dataset=None, continuing: bool = False) -> 
         total_kimg=float(total_kimg), kimg_per_tick=float(cfg.tick), image_snapshot_ticks=cfg.snap,
         network_snapshot_ticks=cfg.snap, random_seed=cfg.seed, metrics=metrics, ada_target=ada_target,
         augment_p=augment_p, ada_kimg=ada_kimg, ada_interval=4, G_reg_interval=G_reg_interval,
-        D_reg_interval=16, resume_pkl=cfg.resume if transfer else None, cudnn_benchmark=not cfg.nobench,
+        D_reg_interval=r.D_reg_interval, resume_pkl=cfg.resume if transfer else None, cudnn_benchmark=not cfg.nobench,
         allow_tf32=cfg.allow_tf32, dataset_name=name, resolution=res, num_channels=channels,
         label_dim=label_dim, desc=run_desc(cfg, name, batch, gamma))
 

@@ -317,6 +317,30 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 _Snapshot = Tuple[int, np.ndarray, Optional[tuple]]
 
 
+def open_training_set(cfg) -> "ImageFolderDataset":
+    """The training set of ``cfg`` (a ``TrainConfig``): its ``data`` folder or zip, with labels when ``cond``.
+
+    Raises ValueError naming ``data`` (missing, unreadable, not square) or ``cond`` (no labels).
+    """
+    if not Path(cfg.data).exists():
+        raise ValueError(f"data: no such dataset {cfg.data!r}")
+    kwargs = dict(max_size=cfg.subset, xflip=cfg.mirror, random_seed=cfg.seed)
+    try:
+        ds = ImageFolderDataset(cfg.data, use_labels=False, **kwargs)
+        ds.resolution                                     # raises for non-square images
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"data: cannot use dataset {cfg.data!r}: {e}") from e
+    if not cfg.cond:
+        return ds
+    try:
+        ds = ImageFolderDataset(cfg.data, use_labels=True, **kwargs)
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"cond: conditional training needs dataset.json labels in {cfg.data!r}: {e}") from e
+    if not ds.has_labels:
+        raise ValueError(f"cond: conditional training needs labels, but {cfg.data!r} has an empty label dimension")
+    return ds
+
+
 class InfiniteSampler(torch.utils.data.Sampler):
     """Endless index stream shared by all ranks and strided by ``rank`` (training-spec §1.12).
 

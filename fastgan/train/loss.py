@@ -170,7 +170,8 @@ class StyleGAN2Loss:
 
     Args:
         device: device of the ``pl_mean`` buffer (that of the networks).
-        G, D: generator (``mapping``/``synthesis``, ``num_ws``) and discriminator ``D(img, c) -> [N, 1]``.
+        G, D: generator (``mapping``/``synthesis``, ``num_ws``; or any ``G(z, c)`` without style mixing
+            and path-length regularisation, e.g. DCGAN) and discriminator ``D(img, c) -> [N, 1]``.
         augment_pipe: differentiable ``images -> images`` module applied before D, or None.
         r1_gamma, r2_gamma: weights of the R1 (reals) and R2 (fakes) penalties, ``(gamma/2)*||dD/dx||^2``.
         style_mixing_prob: probability of mixing in a second latent from a random cutoff layer.
@@ -214,6 +215,10 @@ class StyleGAN2Loss:
         self.style_mixing_prob = _check_nonneg("style_mixing_prob", style_mixing_prob)
         if self.style_mixing_prob > 1:
             raise ValueError(f"StyleGAN2Loss: style_mixing_prob must be in [0, 1], got {style_mixing_prob!r}")
+        self.styled = hasattr(G, "mapping") and hasattr(G, "synthesis")
+        if not self.styled and (self.style_mixing_prob > 0 or pl_weight > 0):
+            raise ValueError("StyleGAN2Loss: style_mixing_prob and pl_weight need a G with mapping and synthesis "
+                             f"networks; {type(G).__name__} has none (set both to 0)")
         if self.style_mixing_prob > 0 and getattr(G, "num_ws", 2) < 2:
             raise ValueError(f"StyleGAN2Loss: style_mixing_prob > 0 needs G.num_ws >= 2, got {G.num_ws}")
         self.pl_decay = _check_nonneg("pl_decay", pl_decay)
@@ -274,8 +279,11 @@ class StyleGAN2Loss:
         from_first = torch.arange(num_ws, device=ws.device) < cutoff
         return torch.where(from_first[None, :, None], ws, other)
 
-    def _generate(self, z: Tensor, c: Tensor, update_emas: bool) -> Tuple[Tensor, Tensor]:
-        """(images, ws) of G for latents ``z`` and labels ``c``, style-mixed."""
+    def _generate(self, z: Tensor, c: Tensor, update_emas: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """(images, ws) of G for latents ``z`` and labels ``c``, style-mixed; ws is None for a G
+        without a mapping network (``G(z, c)`` directly, e.g. DCGAN)."""
+        if not self.styled:
+            return self.G(z, c, update_emas=update_emas), None
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
             ws = self._mix_styles(ws, z, c)

@@ -236,10 +236,10 @@ class Trainer:
                 raise ValueError(f"gpus: checkpoint {ckpt_path} was written by {len(ckpt['ranks'])} ranks; "
                                  f"continue it with gpus={len(ckpt['ranks'])}")
         self.config = cfg
-        from .data import ImageFolderDataset
+        from .families import family_of
 
-        self.dataset = ImageFolderDataset(cfg.data, use_labels=cfg.cond, max_size=cfg.subset, xflip=cfg.mirror,
-                                          random_seed=cfg.seed)
+        self.family = family = family_of(cfg.cfg)
+        self.dataset = family.dataset(cfg)
         self.rc = rc = resolve_config(cfg, self.dataset, continuing=ckpt is not None)
         rc.run_dir = str(self.run_dir)
         if env.is_main:
@@ -262,24 +262,23 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = rc.allow_tf32
             torch.backends.cudnn.allow_tf32 = rc.allow_tf32
 
-        from .build import build_augment_pipe, build_loss, build_networks, build_phases
         from .data import InfiniteSampler
 
         self.sampler = InfiniteSampler(self.dataset, rank=env.rank, num_replicas=env.world_size, seed=cfg.seed)
-        self.G, self.D, self.G_ema = build_networks(rc, env.device)
+        self.G, self.D, self.G_ema = family.build_networks(rc, env.device)
         if rc.resume_pkl is not None and ckpt is None:
             self._transfer(rc.resume_pkl)
         for net in (self.G, self.D, self.G_ema):
             dist_utils.broadcast_module(env, net)
-        self.augment_pipe = build_augment_pipe(rc, env.device)
+        self.augment_pipe = family.build_augment_pipe(rc, env.device)
         self.ada = None
         if rc.ada_target is not None and self.augment_pipe is not None:
             from .ada import AdaController
 
             self.ada = AdaController(self.augment_pipe, rc.ada_target, rc.batch_size, interval=rc.ada_interval,
                                      kimg=rc.ada_kimg, clamp_max=cfg.compat == "fastgan")
-        self.loss = build_loss(rc, env.device, self.G, self.D, self.augment_pipe)
-        self.phases = build_phases(rc, self.G, self.D)
+        self.loss = family.build_loss(rc, env.device, self.G, self.D, self.augment_pipe)
+        self.phases = family.build_phases(rc, self.G, self.D)
         self.precision = contextlib.nullcontext
         if cfg.precision == "bf16":
             from ..nets import precision
