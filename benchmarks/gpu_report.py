@@ -120,7 +120,7 @@ def to_markdown(report: Dict) -> str:
         if t["skip_reasons"]:
             lines += ["", f"Skipped in {name} (most common reasons):", ""]
             lines += [f"- {r['count']} x {r['reason']}" for r in t["skip_reasons"]]
-    lines += ["", "## Benchmarks (`fastgan bench SUITE --quick`)"]
+    lines += ["", "## Benchmarks (`fastgan bench SUITE --quick`; `train` full)"]
     status = {s["name"]: s["status"] for s in report["steps"]}
     for suite, b in report["bench"].items():
         lines += ["", f"### {suite} ({status.get('bench_' + suite, 'not run')})", "", "```", b["text"], "```"]

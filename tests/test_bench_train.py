@@ -55,3 +55,24 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch):
     assert bench_train.native_bf16() == (False, "the CPU lists neither avx512_bf16 nor amx_bf16")
     monkeypatch.setattr(bench_train, "_cpu_flags", lambda: {"flags": "avx512f avx512_bf16 amx_bf16"})
     assert bench_train.native_bf16() == (True, "amx_bf16, avx512_bf16")
+
+
+def test_gpu_case_is_the_published_nvlabs_configuration(monkeypatch):
+    """What a GPU host times: StyleGAN2 256x256, the auto recipe (batch 16 on 1 GPU, 4 fp16 resolutions with
+    conv_clamp 256: NVlabs' default mixed precision) on every GPU backend and ref, beside the A100 number."""
+    from fastgan import backends
+    from fastgan.train.config import TrainConfig, resolve_config
+    from test_trainer import FakeDataset
+
+    monkeypatch.setattr(backends, "available", lambda name: name in ("cuda", "triton", "ref"))
+    (name, options, variants), = bench_train._gpu_cases(quick=False)
+    labels = [v.label for v in variants]
+    assert name == "StyleGAN2 256x256 (auto)" and sorted(labels[:2]) == ["cuda fp16", "triton fp16"] and labels[2] == "ref fp16"
+    options = dict(options)
+    res = options.pop("resolution")
+    rc = resolve_config(TrainConfig(data="x.zip", **options), dataset=FakeDataset(res))
+    assert (res, rc.batch_size, rc.G_kwargs["channel_base"], rc.G_kwargs["mapping_kwargs"]["num_layers"]) == (256, 16, 16384, 2)
+    assert (rc.G_kwargs["num_fp16_res"], rc.G_kwargs["conv_clamp"], rc.D_kwargs["num_fp16_res"]) == (4, 256, 4)
+    assert bench_train.PUBLISHED_256 == {"A100": 12.53, "V100": 20.84}
+    (_, quick, _), = bench_train._gpu_cases(quick=True)
+    assert quick["resolution"] == 64 and quick["precision"] == "fp16"

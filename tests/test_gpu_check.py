@@ -58,7 +58,7 @@ def test_with_a_gpu_and_no_time_left_every_step_is_skipped_and_reported(tmp_path
     assert report["ok"] is False
     names = [s["name"] for s in report["steps"]]
     assert names[:3] == ["build", "import_cuda_extension", "tests_gpu"]
-    assert names[-5:] == [f"bench_{s}" for s in ("ops", "conv", "filtered", "models", "metrics")]
+    assert names[-6:] == [f"bench_{s}" for s in ("ops", "conv", "filtered", "models", "metrics", "train")]
     assert {s["status"] for s in report["steps"]} == {"skipped"}
     md = (out / "gpu_report.md").read_text()
     assert "Result: **FAIL**" in md and "| build | skipped |" in md

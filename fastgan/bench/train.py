@@ -9,6 +9,11 @@ Cases (full / ``--quick``):
 * StyleGAN3-T at 64x64, batch 4 (``stylegan3-t``, channel_base 8192 / channel_max 256): cpu vs ref.
 * ``--quick``: StyleGAN2 at 8x8 and StyleGAN3-T at 16x16 with a few channels, batch 2, rounds of 2 steps
   (seconds; a smoke test of the harness, not a measurement).
+* On a machine with a CUDA GPU (what ``benchmarks/gpu_check.sh`` runs): StyleGAN2 at 256x256 with the
+  ``auto`` recipe (batch 16, NVlabs mixed precision ``--precision fp16``) on each usable GPU backend
+  (``cuda``, ``triton``) and on ``ref``, reported next to NVlabs' published 12.53 s/kimg on one A100 (20.84 on
+  a V100) for the same configuration (SG3 ``docs/configs.md``, the ADA ``--cfg=auto`` equivalent);
+  ``--quick``: the same at 64x64, batch 8. Every step ends with a device synchronisation.
 
 A case builds one trainer on a synthetic dataset (random smooth RGB images) and, after one untimed step
 per variant, times rounds of 16 consecutive training steps (each round therefore holds one R1 step and four path-length
@@ -127,6 +132,8 @@ def _round(trainer, probe: _Probe, variant: _Variant, steps: int) -> None:
                 ran = [ph for ph in trainer.phases if trainer.step % ph.interval == 0]
                 t0 = time.perf_counter()
                 trainer._train_step()
+                if trainer.env.device.type == "cuda":
+                    torch.cuda.synchronize(trainer.env.device)
                 total = (time.perf_counter() - t0) * 1e3
                 data = (probe.batch_time - t0) * 1e3
                 variant.add("step", total)
@@ -178,13 +185,14 @@ def _bench_case(trainer, probe: _Probe, variants: List[_Variant], rounds: int, s
 
 
 def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int, steps: int,
-                workdir: Path) -> List[Dict]:
+                workdir: Path, device: str) -> List[Dict]:
     from ..train import TrainConfig, Trainer
 
     res = options.pop("resolution")
     data = _write_dataset(workdir / f"data{res}", res)
     config = TrainConfig(outdir=str(workdir / "runs"), data=str(data), kimg=1e6, tick=1e6, snap=1000000,
-                         metrics="none", workers=0, precision="fp32", grid="2x2", keep_checkpoints=1, **options)
+                         metrics="none", workers=0, precision=options.pop("precision", "fp32"), grid="2x2",
+                         keep_checkpoints=1, device=device, **options)
     probe = _Probe(lambda tr, pr: _bench_case(tr, pr, variants, rounds, steps))
     trainer = Trainer(config, [probe])
     with contextlib.redirect_stdout(io.StringIO()):
@@ -207,6 +215,19 @@ def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int,
                      "data_share": breakdown["data"] / per_step["step"], "ms_per_step": breakdown,
                      "rss_GB_per_round": probe.result["rss_GB"]})
     return rows
+
+
+# NVlabs' published sec/kimg of the GPU case (SG3 docs/configs.md, ADA --cfg=auto equivalent, 256x256, 1 GPU).
+PUBLISHED_256 = {"A100": 12.53, "V100": 20.84}
+
+
+def _gpu_cases(quick: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
+    names = [n for n in backends.NAMES if n not in ("ref", "cpu") and backends.available(n)]
+    variants = [_Variant(n, "fp16") for n in names] + [_Variant("ref", "fp16")]
+    if quick:
+        return [("StyleGAN2 64x64 (quick)", {"resolution": 64, "cfg": "auto", "batch": 8, "precision": "fp16"},
+                 variants)]
+    return [("StyleGAN2 256x256 (auto)", {"resolution": 256, "cfg": "auto", "precision": "fp16"}, variants)]
 
 
 def _cases(quick: bool, bf16: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
@@ -240,22 +261,31 @@ def _table(rows: List[Dict]) -> List[str]:
 
 def run(quick: bool = False, repeat: int = 3) -> Tuple[str, Dict]:
     """Benchmark the training iteration; returns ``(text report, data)``. ``repeat`` = rounds per variant."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16, why = native_bf16()
     rounds = 2 if quick else max(2, min(repeat, 3))
     steps = 2 if quick else ROUND_STEPS
     rows: List[Dict] = []
+    cases = _gpu_cases(quick) if device == "cuda" else _cases(quick, bf16)
     with tempfile.TemporaryDirectory(prefix="fastgan-bench-train-") as tmp:
-        for name, options, variants in _cases(quick, bf16):
-            rows += _train_case(name, dict(options), variants, rounds, steps, Path(tmp))
-    isa = backends.get("cpu").isa() if backends.available("cpu") else "none (fastgan._C not built)"
-    lines = [f"machine: {cpu_model()}, torch threads {torch.get_num_threads()}, fastgan cpu kernels: {isa}",
-             f"bf16: {'native (' + why + '): timed' if bf16 else 'not timed: ' + why}",
-             "allocator: torch's (the trainer's default, no --host-cache)",
+        for name, options, variants in cases:
+            rows += _train_case(name, dict(options), variants, rounds, steps, Path(tmp), device)
+    if device == "cuda":
+        head = [f"machine: {torch.cuda.get_device_name()} (CUDA), host {cpu_model()}",
+                "NVlabs published for StyleGAN2 256x256, --cfg=auto, 1 GPU: "
+                + ", ".join(f"{v} s/kimg on {k}" for k, v in PUBLISHED_256.items())]
+    else:
+        isa = backends.get("cpu").isa() if backends.available("cpu") else "none (fastgan._C not built)"
+        head = [f"machine: {cpu_model()}, torch threads {torch.get_num_threads()}, fastgan cpu kernels: {isa}",
+                f"bf16: {'native (' + why + '): timed' if bf16 else 'not timed: ' + why}",
+                "allocator: torch's (the trainer's default, no --host-cache)"]
+    lines = [*head,
              f"{rounds} alternating rounds of {steps} steps per variant (medians)"
              + ("; --quick: tiny nets, 2-step rounds (regularisation not amortised)" if quick else ""),
              *_table(rows),
              *(f"RSS after each round, {name}: " + " ".join(f"{g:.2f}" for g in rss) + " GiB"
                for name, rss in dict((r["case"], r["rss_GB_per_round"]) for r in rows).items())]
-    return "\n".join(lines), {"rows": rows, "native_bf16": bf16, "bf16_note": why, "rounds": rounds,
-                              "steps_per_round": steps, "cpu": cpu_model(),
+    return "\n".join(lines), {"rows": rows, "device": device, "native_bf16": bf16, "bf16_note": why,
+                              "rounds": rounds, "steps_per_round": steps, "cpu": cpu_model(),
+                              "published_256_sec_per_kimg": PUBLISHED_256 if device == "cuda" else None,
                               "max_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
