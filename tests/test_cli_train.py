@@ -160,6 +160,7 @@ def test_three_step_run_writes_the_run_directory(capsys, tmp_path, folder):
     out = capsys.readouterr().out
     (run_dir,) = list(tmp_path.iterdir())
     assert f"Run directory: {run_dir}" in out
+    assert ("Tip: on CPU, --host-cache" in out) == (not torch.cuda.is_available())
     assert run_dir.name == "00000-tiny-tiny-gpus1-batch4-gamma0.0032"
     for name in ("log.txt", "training_options.json", "reals.png", "fakes_init.png", "fakes000000.png",
                  "stats.jsonl", "network-snapshot-000000.json", "network-snapshot-000000-G_ema.safetensors"):
@@ -257,3 +258,14 @@ def test_nice_ticks_cover_the_range_with_round_steps(lo, hi):
     assert np.allclose(steps, steps[0])
     mantissa = steps[0] / 10 ** math.floor(math.log10(steps[0]))
     assert min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6
+
+
+@pytest.mark.parametrize("extra, tip", [([], True), (["--host-cache"], False), (["--device", "cuda"], False),
+                                        (["--dry-run"], False)])
+def test_cpu_runs_without_host_cache_get_the_tip(capsys, monkeypatch, folder, extra, tip):
+    from fastgan.train import trainer
+
+    monkeypatch.setattr(trainer.Trainer, "fit", lambda self: None)   # the option handling only
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "--data", str(folder), "--cfg", "tiny", *extra]) == 0
+    assert ("Tip: on CPU, --host-cache reuses freed activation buffers" in capsys.readouterr().out) == tip

@@ -194,10 +194,19 @@ def name_option(message: str) -> str:
     return message
 
 
+def _on_cpu(config) -> bool:
+    import torch
+
+    return config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import Trainer
 
     config = build_config(args)
+    if _on_cpu(config) and not (config.host_cache or config.dry_run):
+        print("Tip: on CPU, --host-cache reuses freed activation buffers instead of page-faulting fresh ones "
+              "every step (docs/training.md)")
     try:
         run_dir = Trainer(config).fit()
     except (ValueError, TypeError) as e:

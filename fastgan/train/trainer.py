@@ -246,9 +246,6 @@ class Trainer:
             print(f"Run directory: {self.run_dir}" + (f" (continuing from {ckpt_path})" if ckpt else ""))
             print(f"Training for {rc.total_kimg:g} kimg on {env.world_size} rank(s), {env.device}, batch "
                   f"{rc.batch_size} = {env.world_size} x {rc.rounds} x {rc.batch_gpu}")
-            if env.device.type == "cpu" and not cfg.host_cache:
-                print("Tip: on CPU, --host-cache reuses freed activation buffers instead of page-faulting "
-                      "fresh ones every step (docs/training.md)")
             from ..utils.io import atomic_write_text
 
             atomic_write_text(self.run_dir / "training_options.json", json.dumps(rc.to_dict(), indent=2) + "\n")
