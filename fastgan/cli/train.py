@@ -62,7 +62,8 @@ def _choices(name: str) -> Tuple[str, ...]:
 OPTIONS: List[Tuple[str, Any, Optional[str], str]] = [
     ("outdir", str, "DIR", "parent of the run directory <ID:05d>-<desc> (default training-runs)"),
     ("data", str, "PATH", "dataset: image folder or .zip (NVlabs layout, dataset.json labels)"),
-    ("cfg", "choice", None, "base configuration (default auto: from resolution and GPU count)"),
+    ("cfg", "choice", None,
+     "model family and base configuration: a StyleGAN table or dcgan (default auto: from resolution and GPU count)"),
     ("gpus", int, "N", "number of processes/GPUs (default 1)"),
     ("batch", int, "N", "total batch size (default from --cfg)"),
     ("batch_gpu", int, "N", "images per process and forward pass; accumulates up to --batch"),
