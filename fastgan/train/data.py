@@ -325,18 +325,23 @@ def open_training_set(cfg) -> "ImageFolderDataset":
     if not Path(cfg.data).exists():
         raise ValueError(f"data: no such dataset {cfg.data!r}")
     kwargs = dict(max_size=cfg.subset, xflip=cfg.mirror, random_seed=cfg.seed)
-    try:
-        ds = ImageFolderDataset(cfg.data, use_labels=False, **kwargs)
+
+    def open_(use_labels: bool) -> ImageFolderDataset:
+        ds = ImageFolderDataset(cfg.data, use_labels=use_labels, **kwargs)
         ds.resolution                                     # raises for non-square images
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"data: cannot use dataset {cfg.data!r}: {e}") from e
-    if not cfg.cond:
         return ds
+
     try:
-        ds = ImageFolderDataset(cfg.data, use_labels=True, **kwargs)
+        ds = open_(cfg.cond)                              # one open in the common case
     except (OSError, KeyError, ValueError) as e:
+        if not cfg.cond:
+            raise ValueError(f"data: cannot use dataset {cfg.data!r}: {e}") from e
+        try:                                              # which option is at fault: the data or --cond?
+            open_(False)
+        except (OSError, KeyError, ValueError) as plain:
+            raise ValueError(f"data: cannot use dataset {cfg.data!r}: {plain}") from plain
         raise ValueError(f"cond: conditional training needs dataset.json labels in {cfg.data!r}: {e}") from e
-    if not ds.has_labels:
+    if cfg.cond and not ds.has_labels:
         raise ValueError(f"cond: conditional training needs labels, but {cfg.data!r} has an empty label dimension")
     return ds
 
