@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from fastgan.backends import host_cache
 from fastgan.bench import train as bench_train
 from fastgan.cli import main
 
@@ -27,7 +28,10 @@ def test_quick_bench_rows(tmp_path, capsys):
     expected = {(sg2, "cpu fp32"), (sg2, "ref fp32"), (sg3, "cpu fp32"), (sg3, "ref fp32")}
     if data["native_bf16"]:
         expected.add((sg2, "cpu bf16"))
+    if host_cache.available():
+        expected.add((sg2, "cpu fp32 +hc"))
     assert variants == expected
+    assert {r["variant"] for r in rows if r["host_cache"]} == ({"cpu fp32 +hc"} if host_cache.available() else set())
     assert ("bf16: native" in text) == data["native_bf16"]
     for r in rows:
         assert r["sec_per_kimg"] > 0 and r["img_per_s"] == pytest.approx(1000 / r["sec_per_kimg"])

@@ -5,7 +5,8 @@ Cases (full / ``--quick``):
 * StyleGAN2 at 64x64, batch 8 (the ``auto`` recipe with ``--batch 8``: channel_base 16384, 2 mapping layers,
   R1 every 16 steps, path length every 4, ADA pipe ``bgc``), fp32: the ``cpu`` backend vs the same trainer
   on the ``ref`` backend, plus bf16 (``--precision bf16``) on CPUs with native bf16 (``avx512_bf16`` or
-  ``amx_bf16``); otherwise the report says bf16 was not timed.
+  ``amx_bf16``); otherwise the report says bf16 was not timed. When the cpu extension is built, also
+  ``cpu fp32 +hc``: the cpu backend inside the host-cache arena (``fastgan train --host-cache``).
 * StyleGAN3-T at 64x64, batch 4 (``stylegan3-t``, channel_base 8192 / channel_max 256): cpu vs ref.
 * ``--quick``: StyleGAN2 at 8x8 and StyleGAN3-T at 16x16 with a few channels, batch 2, rounds of 2 steps
   (seconds; a smoke test of the harness, not a measurement).
@@ -22,7 +23,9 @@ steps: lazy regularisation amortised exactly), with the variants taking turns
 speed-up vs ref, and the mean per-step breakdown: data (the loader runs in the main process,
 ``workers=0``), each phase (Gmain, Greg, Dmain, Dreg or Gboth), EMA and the ADA update (timed on their
 own; ADA runs every 4 steps) and the rest (latents, labels, bookkeeping). Every variant trains with the
-trainer's defaults, torch's own allocator included (no ``--host-cache``).
+trainer's defaults, torch's own allocator included (no ``--host-cache``), except the ``+hc`` variant: when a
+case has one, the arena is opened once around all its rounds (so freed blocks carry over from round to
+round) and the other variants run under :func:`fastgan.backends.host_cache.paused`; the RSS printed after each round then includes the blocks the arena keeps.
 """
 from __future__ import annotations
 
@@ -91,12 +94,13 @@ class _Variant:
     """One timed configuration of a case and its accumulated per-step breakdown (milliseconds)."""
     backend: str
     precision: str
+    arena: bool = False
     sums: Dict[str, float] = field(default_factory=dict)
     steps: int = 0
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}" + (" +hc" if self.arena else "")
 
     def add(self, key: str, ms: float) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + ms
@@ -122,12 +126,14 @@ class _Probe(Callback):
 
 def _round(trainer, probe: _Probe, variant: _Variant, steps: int) -> None:
     """``steps`` training steps of ``trainer`` on ``variant``'s backend and precision."""
+    from ..backends import host_cache
     from ..nets import precision
 
     saved = trainer.precision
     trainer.precision = (lambda: precision("bf16")) if variant.precision == "bf16" else contextlib.nullcontext
+    allocator = contextlib.nullcontext() if variant.arena else host_cache.paused()   # paused: no-op outside an arena
     try:
-        with backends.use(variant.backend):
+        with backends.use(variant.backend), allocator:
             for _ in range(steps):
                 ran = [ph for ph in trainer.phases if trainer.step % ph.interval == 0]
                 t0 = time.perf_counter()
@@ -167,6 +173,13 @@ def rss_gb() -> float:
 
 
 def _bench_case(trainer, probe: _Probe, variants: List[_Variant], rounds: int, steps: int) -> Dict:
+    from ..backends import host_cache
+
+    with host_cache.arena() if any(v.arena for v in variants) else contextlib.nullcontext():
+        return _bench_rounds(trainer, probe, variants, rounds, steps)
+
+
+def _bench_rounds(trainer, probe: _Probe, variants: List[_Variant], rounds: int, steps: int) -> Dict:
     for v in variants:                      # one untimed step each: first-call costs (kernel set-up, caches)
         _round(trainer, probe, v, 1)
         v.sums.clear()
@@ -210,6 +223,7 @@ def _train_case(name: str, options: Dict, variants: List[_Variant], rounds: int,
         breakdown["other"] = max(per_step["step"] - sum(breakdown.values()), 0.0)
         sec_per_step = seconds / steps
         rows.append({"case": name, "batch": batch, "variant": v.label, "backend": v.backend, "precision": v.precision,
+                     "host_cache": v.arena,
                      "sec_per_kimg": sec_per_step * 1000 / batch, "img_per_s": batch / sec_per_step,
                      "speedup_vs_ref": (ref / seconds) if ref else math.nan,
                      "data_share": breakdown["data"] / per_step["step"], "ms_per_step": breakdown,
@@ -231,9 +245,12 @@ def _gpu_cases(quick: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
 
 
 def _cases(quick: bool, bf16: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
+    from ..backends import host_cache
+
     def fp32() -> List[_Variant]:
         return [_Variant("cpu", "fp32"), _Variant("ref", "fp32")]
-    sg2_variants = fp32() + ([_Variant("cpu", "bf16")] if bf16 else [])
+    arena = [_Variant("cpu", "fp32", arena=True)] if host_cache.available() else []
+    sg2_variants = fp32() + arena + ([_Variant("cpu", "bf16")] if bf16 else [])
     if quick:
         sg2 = {"resolution": 8, "cfg": "auto", "batch": 2, "cbase": 128, "cmax": 16, "mbstd_group": 2,
                "g_kwargs": {"z_dim": 16, "w_dim": 16}}
@@ -250,11 +267,11 @@ COLUMNS = ("data", "Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth", "EMA", "A
 
 def _table(rows: List[Dict]) -> List[str]:
     keys = [k for k in COLUMNS if any(k in r["ms_per_step"] for r in rows)]
-    lines = [f"{'case':26s} {'variant':10s} {'sec/kimg':>9s} {'img/s':>7s} {'x ref':>6s} {'data%':>6s}  "
+    lines = [f"{'case':26s} {'variant':13s} {'sec/kimg':>9s} {'img/s':>7s} {'x ref':>6s} {'data%':>6s}  "
              + " ".join(f"{k:>7s}" for k in keys) + "   (ms per step, lazy regularisation amortised)"]
     for r in rows:
         cells = " ".join(f"{r['ms_per_step'][k]:7.1f}" if k in r["ms_per_step"] else f"{'-':>7s}" for k in keys)
-        lines.append(f"{r['case']:26s} {r['variant']:10s} {r['sec_per_kimg']:9.2f} {r['img_per_s']:7.1f} "
+        lines.append(f"{r['case']:26s} {r['variant']:13s} {r['sec_per_kimg']:9.2f} {r['img_per_s']:7.1f} "
                      f"{r['speedup_vs_ref']:6.2f} {100 * r['data_share']:5.1f}%  {cells}")
     return lines
 
@@ -278,7 +295,7 @@ def run(quick: bool = False, repeat: int = 3) -> Tuple[str, Dict]:
         isa = backends.get("cpu").isa() if backends.available("cpu") else "none (fastgan._C not built)"
         head = [f"machine: {cpu_model()}, torch threads {torch.get_num_threads()}, fastgan cpu kernels: {isa}",
                 f"bf16: {'native (' + why + '): timed' if bf16 else 'not timed: ' + why}",
-                "allocator: torch's (the trainer's default, no --host-cache)"]
+                "allocator: torch's (the trainer's default, no --host-cache); '+hc': inside the host-cache arena"]
     lines = [*head,
              f"{rounds} alternating rounds of {steps} steps per variant (medians)"
              + ("; --quick: tiny nets, 2-step rounds (regularisation not amortised)" if quick else ""),
