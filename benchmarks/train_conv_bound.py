@@ -103,7 +103,8 @@ def main() -> None:
             trainer.fit()
     times = result["times"]
     total, conv, calls = result["profile"]
-    print(f"StyleGAN2 64x64 auto, batch 8, torch threads {torch.get_num_threads()}, {args.rounds} x {args.steps} steps per variant")
+    print(f"StyleGAN2 64x64 auto, batch 8, torch threads {torch.get_num_threads()}, "
+          f"{args.rounds} x {args.steps} steps per variant")
     base = times["ref", False]
     for v in VARIANTS:
         print(f"  {label(*v):28s} {times[v] * 1e3:8.0f} ms per step   {base / times[v]:5.2f}x ref (torch allocator)")
@@ -111,7 +112,7 @@ def main() -> None:
           f"({100 * conv / total:.0f}%)")
     for v in (("ref", False), ("ref", True)):
         print(f"bound over {label(*v)}: {times[v] * 1e3 / conv:.2f}x (its step / the cpu convolution time)")
-    print(f"largest convolution calls (ms per step, calls per step, op, input shapes):")
+    print("largest convolution calls (ms per step, calls per step, op, input shapes):")
     for ms, count, name, shapes in calls[:args.top]:
         print(f"  {ms:8.1f}  x{count:5.2f}  {name}  {shapes[:110]}")
 

@@ -25,7 +25,8 @@ speed-up vs ref, and the mean per-step breakdown: data (the loader runs in the m
 own; ADA runs every 4 steps) and the rest (latents, labels, bookkeeping). Every variant trains with the
 trainer's defaults, torch's own allocator included (no ``--host-cache``), except the ``+hc`` variant: when a
 case has one, the arena is opened once around all its rounds (so freed blocks carry over from round to
-round) and the other variants run under :func:`fastgan.backends.host_cache.paused`; the RSS printed after each round then includes the blocks the arena keeps.
+round) and the other variants run under :func:`fastgan.backends.host_cache.paused`; the RSS printed after
+each round then includes the blocks the arena keeps.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from .. import backends
+from ..backends import host_cache
 from ..train.trainer import Callback
 from . import interleaved_medians, median_seconds
 
@@ -126,7 +128,6 @@ class _Probe(Callback):
 
 def _round(trainer, probe: _Probe, variant: _Variant, steps: int) -> None:
     """``steps`` training steps of ``trainer`` on ``variant``'s backend and precision."""
-    from ..backends import host_cache
     from ..nets import precision
 
     saved = trainer.precision
@@ -173,8 +174,6 @@ def rss_gb() -> float:
 
 
 def _bench_case(trainer, probe: _Probe, variants: List[_Variant], rounds: int, steps: int) -> Dict:
-    from ..backends import host_cache
-
     with host_cache.arena() if any(v.arena for v in variants) else contextlib.nullcontext():
         return _bench_rounds(trainer, probe, variants, rounds, steps)
 
@@ -245,8 +244,6 @@ def _gpu_cases(quick: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
 
 
 def _cases(quick: bool, bf16: bool) -> List[Tuple[str, Dict, List[_Variant]]]:
-    from ..backends import host_cache
-
     def fp32() -> List[_Variant]:
         return [_Variant("cpu", "fp32"), _Variant("ref", "fp32")]
     arena = [_Variant("cpu", "fp32", arena=True)] if host_cache.available() else []
